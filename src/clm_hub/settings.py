@@ -1,0 +1,217 @@
+"""Hub settings: one TOML file, overridable from the environment.
+
+Precedence, highest first: ``CLM_HUB_*`` environment variables (nested keys joined by
+``__``, e.g. ``CLM_HUB_CONNECTORS__SHOP__ACCESS_TOKEN``), the TOML file, the defaults.
+Connector tables are validated in two steps: the common keys here, then the rest against
+the settings model of the connector's plugin, once plugins are loaded. Every error names
+the key and the file it came from.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from clm_hub.connectors.base import ConnectorSettings
+from clm_hub.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "ConnectorConfig",
+    "HubSettings",
+    "Schedule",
+    "format_validation_error",
+    "load_settings",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///clm-hub.sqlite3"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _duration(value: Any) -> Any:
+    """Accept ``90``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` as well as timedeltas."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Schedule(BaseModel):
+    """When the daemon runs a connector: every ``interval``, or on a ``cron`` expression."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval: Duration | None = timedelta(minutes=15)
+    cron: str | None = None
+    jitter: Duration = timedelta(seconds=30)
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"not a crontab expression: {exc}") from None
+        return value
+
+
+class ConnectorConfig(BaseModel):
+    """A ``[connectors.<id>]`` table: the common keys; the rest belong to the plugin."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    plugin: str
+    enabled: bool = True
+    schedule: Schedule = Schedule()
+
+    @property
+    def plugin_settings(self) -> dict[str, Any]:
+        """The keys meant for the plugin's own settings model (``base_url`` included)."""
+        return dict(self.model_extra or {})
+
+
+_CONNECTOR_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub reads from its config file and environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLM_HUB_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    tag_prefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,15}$")] = "clm"
+    plugins_dir: list[Path] = Field(default_factory=list)
+    disabled_plugins: list[str] = Field(default_factory=list)
+    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+    """Region for phone numbers written without a country code (ISO 3166 alpha-2)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8787
+    connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("connectors")
+    @classmethod
+    def _check_ids(cls, value: dict[str, ConnectorConfig]) -> dict[str, ConnectorConfig]:
+        for connector_id in value:
+            if not _CONNECTOR_ID.match(connector_id):
+                raise ValueError(
+                    f"connector id {connector_id!r} must be lower-case letters, digits and _ "
+                    "(it is also the env-var key)"
+                )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @property
+    def source(self) -> str:
+        """Where the settings came from, for error messages."""
+        return str(self._source) if self._source else "defaults and CLM_HUB_* environment"
+
+    def connector_settings(
+        self, connector_id: str, model: type[ConnectorSettings]
+    ) -> ConnectorSettings:
+        """Validate one connector table against its plugin's settings model."""
+        config = self.connectors[connector_id]
+        data = config.plugin_settings
+        if self._source is not None:
+            for key, value in list(data.items()):
+                if (
+                    key.endswith("_file")
+                    and isinstance(value, str)
+                    and not Path(value).is_absolute()
+                ):
+                    data[key] = str(self._source.parent / value)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(exc, self.source, prefix=f"connectors.{connector_id}")
+            ) from None
+
+
+def format_validation_error(exc: ValidationError, source: str, *, prefix: str = "") -> str:
+    """One line per problem, each naming the key and the file."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        key = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{source}: {key or '(top level)'}: {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(path: Path | str | None) -> HubSettings:
+    """Read settings from ``path`` (TOML) and the environment; ``None`` means defaults only."""
+    data: dict[str, Any] = {}
+    source: Path | None = None
+    if path is not None:
+        source = Path(path).expanduser().resolve()
+        try:
+            with source.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {source} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        data = _resolve_paths(data, source.parent)
+    try:
+        settings = HubSettings(**data)
+    except ValidationError as exc:
+        where = str(source) if source else "CLM_HUB_* environment"
+        raise ConfigError(format_validation_error(exc, where)) from None
+    settings._source = source
+    return settings
+
+
+def _resolve_paths(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """Relative ``plugins_dir`` entries mean relative to the config file, not the cwd."""
+    out = dict(data)
+    dirs = out.get("plugins_dir")
+    if isinstance(dirs, str):
+        dirs = [dirs]
+    if isinstance(dirs, list):
+        out["plugins_dir"] = [
+            str(base / d) if isinstance(d, str) and not Path(d).is_absolute() else d for d in dirs
+        ]
+    return out
