@@ -9,6 +9,7 @@ from clm_hub.connectors.base import (
     ConnectorSettings,
     RegisterConnector,
     WebhookEvent,
+    WebhookRequest,
 )
 from clm_hub.hookspecs import hookimpl
 from clm_hub.records import (
@@ -43,6 +44,7 @@ __all__ = [
     "StreamCursor",
     "SurveyResponseRecord",
     "WebhookEvent",
+    "WebhookRequest",
     "__version__",
     "hookimpl",
     "parse_page",

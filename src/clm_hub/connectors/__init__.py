@@ -10,6 +10,7 @@ from clm_hub.connectors.base import (
     ConnectorSettings,
     RegisterConnector,
     WebhookEvent,
+    WebhookRequest,
 )
 from clm_hub.connectors.http import HttpClient, HttpOptions, HttpStats, RetryPolicy
 from clm_hub.connectors.pagination import Fetched, paginate
@@ -44,6 +45,7 @@ __all__ = [
     "TokenBucket",
     "Unlimited",
     "WebhookEvent",
+    "WebhookRequest",
     "WindowHeaders",
     "paginate",
 ]

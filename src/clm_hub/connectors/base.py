@@ -9,6 +9,7 @@ own client or touches the database.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -33,6 +34,7 @@ __all__ = [
     "ConnectorSettings",
     "RegisterConnector",
     "WebhookEvent",
+    "WebhookRequest",
 ]
 
 
@@ -94,6 +96,20 @@ CAPABILITY_METHODS: Mapping[Capability, str] = {
     Capability.WEBHOOKS: "parse_webhook",
     Capability.ERASE: "erase",
 }
+
+
+class WebhookRequest(BaseModel):
+    """A webhook delivery as received, before any verification."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    url: str
+    """The full URL the tool called (some signatures cover it, e.g. HubSpot v3)."""
+    headers: Mapping[str, str]
+    """Header names in lower case."""
+    body: bytes
+    received_at: datetime
 
 
 class WebhookEvent(BaseModel):
@@ -167,10 +183,12 @@ class Connector(Generic[SettingsT]):
         """Turn a cursor stored by an older version into the current form (``None``: re-read)."""
         return None
 
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes
-    ) -> WebhookEvent:  # pragma: no cover - contract only
-        """Verify a delivery's signature and parse it; raise ``AuthError`` when forged."""
+    async def parse_webhook(self, request: WebhookRequest) -> WebhookEvent:
+        """Verify a delivery's signature (and freshness) and turn it into records.
+
+        Raise ``AuthError`` for a forged, stale or replayed delivery. A tool whose webhooks
+        carry only ids may fetch the full records through ``self.http``.
+        """
         raise NotImplementedError(f"{self.name} does not take webhooks")
 
     async def erase(self, external_ids: Sequence[str]) -> Sequence[PushOutcome]:
