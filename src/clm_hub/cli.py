@@ -7,66 +7,26 @@ traceback, secrets masked.
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from clm_hub import __version__
-from clm_hub.errors import ClmHubError
-from clm_hub.log import configure_logging
+from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
 from clm_hub.plugins import build_plugin_registry
-from clm_hub.redaction import Redactor
 from clm_hub.runtime import configure_connectors, load_registry
-from clm_hub.settings import HubSettings, load_settings
 from clm_hub.store import current_revision, head_revision, open_engine, upgrade
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from clm_hub.sync_commands import customers_forget, status, sync
 
 EXIT_NOT_BUILT = 2
 
-
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
-def config_option(func: Callable[P, R]) -> Callable[P, R]:
-    """Add ``--config PATH`` to a command (also read from ``CLM_HUB_CONFIG``)."""
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="CLM_HUB_CONFIG",
-        default=None,
-        help="TOML config file (default: built-in defaults; env CLM_HUB_CONFIG).",
-    )(func)
-
-
-def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn errors the user can fix into a message and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ClmHubError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def _settings(config_path: Path | None) -> HubSettings:
-    settings = load_settings(config_path)
-    configure_logging(Redactor(), level=settings.log_level, fmt=settings.log_format)
-    return settings
+# Re-exported for plugins that add commands through the register_commands hook.
+__all__ = ["cli", "config_option", "main", "user_errors"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,20 +40,20 @@ def cli() -> None:
 @user_errors
 def plugins(config_path: Path | None) -> None:
     """List every connector plugin with its origin, version and capabilities."""
-    settings = _settings(config_path)
+    settings = load_cli_settings(config_path)
     registry = load_registry(settings)
-    console = _console()
+    out = console()
     table = Table(title="Connectors")
     for column in ("name", "plugin", "origin", "version", "capabilities"):
         table.add_column(column, overflow="fold")
     for name, info in sorted(registry.connectors.items()):
         caps = ", ".join(sorted(c.value for c in info.connector.capabilities))
         table.add_row(name, info.plugin, info.origin, info.connector.version, caps)
-    console.print(table)
+    out.print(table)
     if not registry.connectors:
-        console.print("No connectors are installed.")
+        out.print("No connectors are installed.")
     for failure in registry.failures:
-        console.print(
+        out.print(
             f"[red]plugin {failure.name!r} ({failure.origin}) failed to load:[/red] "
             f"{escape(failure.error)}"
         )
@@ -106,30 +66,30 @@ def plugins(config_path: Path | None) -> None:
 @user_errors
 def check(config_path: Path | None) -> None:
     """Validate the config and, per connector, that its credentials are present."""
-    settings = _settings(config_path)
+    settings = load_cli_settings(config_path)
     registry = load_registry(settings)
     configured = configure_connectors(settings, registry)
-    console = _console()
-    console.print(f"config: {settings.source}")
-    console.print(f"database: {_safe_url(settings.database_url)}")
+    out = console()
+    out.print(f"config: {settings.source}")
+    out.print(f"database: {_safe_url(settings.database_url)}")
     problems = 0
     for failure in registry.failures:
         problems += 1
-        console.print(f"[red]✗ plugin {failure.name}[/red]: {escape(failure.error)}")
+        out.print(f"[red]✗ plugin {failure.name}[/red]: {escape(failure.error)}")
     if not configured:
-        console.print(escape("no connectors configured (add [connectors.<id>] tables)"))
+        out.print(escape("no connectors configured (add [connectors.<id>] tables)"))
     for item in configured:
         state = "" if item.enabled else " (disabled)"
         if item.ok:
-            console.print(f"[green]✓ {item.connector_id}[/green] ({item.plugin}){state}")
+            out.print(f"[green]✓ {item.connector_id}[/green] ({item.plugin}){state}")
         else:
             problems += 1
             reason = escape(item.error or "")
-            console.print(f"[red]✗ {item.connector_id}[/red] ({item.plugin}){state}: {reason}")
+            out.print(f"[red]✗ {item.connector_id}[/red] ({item.plugin}){state}: {reason}")
     if problems:
-        console.print(f"{problems} problem(s) found")
+        out.print(f"{problems} problem(s) found")
         sys.exit(1)
-    console.print("configuration OK")
+    out.print("configuration OK")
 
 
 def _safe_url(url: str) -> str:
@@ -151,7 +111,7 @@ def db() -> None:
 @user_errors
 def db_upgrade(config_path: Path | None) -> None:
     """Create or migrate the store's tables to this version's schema."""
-    settings = _settings(config_path)
+    settings = load_cli_settings(config_path)
     engine = open_engine(settings.database_url)
     try:
         before = current_revision(engine)
@@ -171,7 +131,7 @@ def db_upgrade(config_path: Path | None) -> None:
 @user_errors
 def db_current(config_path: Path | None) -> None:
     """Show the store's schema revision and the newest this version ships."""
-    settings = _settings(config_path)
+    settings = load_cli_settings(config_path)
     engine = open_engine(settings.database_url)
     try:
         revision = current_revision(engine)
@@ -194,10 +154,8 @@ def _not_built(verb: str, issue: int, what: str) -> Callable[..., None]:
 for _verb, _issue, _what in (
     ("demo", 8, "the whole product on simulators, no accounts needed"),
     ("run", 7, "the daemon: schedules, webhooks, health and metrics"),
-    ("sync", 3, "one pull-stage-push cycle"),
     ("stages", 4, "stages with --explain EMAIL and --preview RULES.toml"),
     ("report", 4, "KPIs per stage, cohorts and CLV"),
-    ("status", 3, "last runs, cursors, lag and rejected records"),
 ):
     cli.command(_verb, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         config_option(_not_built(_verb, _issue, _what))
@@ -209,9 +167,9 @@ def customers() -> None:
     """Look up and erase customers."""
 
 
-customers.command(
-    "forget", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
-)(config_option(_not_built("customers forget", 3, "erase a person across the hub and tools")))
+cli.add_command(sync)
+cli.add_command(status)
+customers.add_command(customers_forget)
 
 
 @cli.group("plugin")

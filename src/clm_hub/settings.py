@@ -29,12 +29,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from clm_hub.connectors.base import ConnectorSettings
 from clm_hub.errors import ConfigError
+from clm_hub.identity import IdentityRules
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "ConnectorConfig",
     "HubSettings",
     "Schedule",
+    "SyncOptions",
     "format_validation_error",
     "load_settings",
 ]
@@ -79,6 +81,19 @@ class Schedule(BaseModel):
         return value
 
 
+class SyncOptions(BaseModel):
+    """The ``[sync]`` table: how pulls resume and how much they buffer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cursor_overlap: Duration = timedelta(minutes=5)
+    """Resume this far before the stored ``updated_since``, so records that share the
+    boundary timestamp (or land late in the tool's index) are never missed; re-read
+    records that did not change cost no writes."""
+    prefetch_pages: Annotated[int, Field(ge=1, le=16)] = 2
+    """Pages fetched ahead while the previous one is written; bounds memory."""
+
+
 class ConnectorConfig(BaseModel):
     """A ``[connectors.<id>]`` table: the common keys; the rest belong to the plugin."""
 
@@ -117,6 +132,8 @@ class HubSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8787
+    identity: IdentityRules = IdentityRules()
+    sync: SyncOptions = SyncOptions()
     connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
 
     _source: Path | None = PrivateAttr(default=None)

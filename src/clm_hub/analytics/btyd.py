@@ -171,7 +171,7 @@ class Duration:
             raise ValueError(f"duration must be positive and finite, got {self.amount}")
 
 
-def customer_lifetime_value(  # noqa: PLR0917 - the four BTYD arrays read best positionally
+def customer_lifetime_value(
     bg: BgNbdParams,
     gg: GammaGammaParams,
     frequency: ArrayLike,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from clm_hub.errors import ConfigError, StoreError
 
-__all__ = ["current_revision", "head_revision", "open_engine", "upgrade"]
+__all__ = ["current_revision", "head_revision", "open_engine", "open_store", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -74,3 +74,22 @@ def current_revision(engine: Engine) -> str | None:
     """The migration the database is at (``None`` for an empty database)."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def open_store(url: str) -> Engine:
+    """An engine on a store whose schema is current, or a ``StoreError`` saying what to run."""
+    engine = open_engine(url)
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open {engine.url.render_as_string()}: {exc.orig}") from None
+    head = head_revision()
+    if revision != head:
+        engine.dispose()
+        state = "empty" if revision is None else f"at revision {revision}"
+        raise StoreError(
+            f"the store {engine.url.render_as_string()} is {state}; this clm-hub needs {head}: "
+            "run `clm-hub db upgrade`"
+        )
+    return engine

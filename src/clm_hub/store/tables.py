@@ -101,7 +101,8 @@ class Customer(_Base, table=True):
     marketing_consent: bool | None = None
     acquisition_channel: str | None = Field(default=None, max_length=255)
     created_at: datetime = _utc(nullable=False)
-    updated_at: datetime = _utc(nullable=False)
+    updated_at: datetime = _utc(nullable=False, index=True)
+    """Moves whenever the customer's data changes, so stages are recomputed for exactly those."""
     erased_at: datetime | None = _utc()
     """Set when the person was forgotten: personal fields are cleared, the row stays so that
     their orders still count in aggregates."""
@@ -317,6 +318,8 @@ class SyncRun(_Base, table=True):
     updated: int = _counter()
     unchanged: int = _counter()
     rejected: int = _counter()
+    suppressed: int = _counter()
+    """Records skipped because they belong to a person who was forgotten."""
     api_calls: int = _counter()
     retries: int = _counter()
     throttled: int = _counter()

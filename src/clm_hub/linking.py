@@ -1,0 +1,447 @@
+"""Writing contacts into the store and linking them to canonical customers.
+
+One call handles one page inside the caller's transaction, with a fixed number of
+set-based statements however many records the page holds: look up what is known, decide
+in memory (``clm_hub.identity``), then write new rows, changed rows, new customers and
+merges in bulk. A record whose content hash is unchanged costs no write at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from clm_hub.identity import (
+    IdentityRules,
+    LinkedRecord,
+    UnionFind,
+    earliest,
+    normalise_email,
+    normalise_phone,
+    survivor_fields,
+)
+from clm_hub.records import ContactRecord
+from clm_hub.store.tables import (
+    Customer,
+    CustomerMerge,
+    CustomerState,
+    ErasureTombstone,
+    Order,
+    PushState,
+    SourceIdentity,
+    StageTransition,
+    SurveyResponse,
+)
+
+__all__ = [
+    "ContactBatchResult",
+    "IdentityContext",
+    "chunks",
+    "content_hash",
+    "ingest_contacts",
+    "mark_dirty",
+    "merge_customers",
+    "tombstone_hash",
+]
+
+IN_CHUNK = 900  # bound parameters per IN list, well under every backend's limit
+
+customer_t = Customer.__table__  # type: ignore[attr-defined]
+identity_t = SourceIdentity.__table__  # type: ignore[attr-defined]
+order_t = Order.__table__  # type: ignore[attr-defined]
+response_t = SurveyResponse.__table__  # type: ignore[attr-defined]
+state_t = CustomerState.__table__  # type: ignore[attr-defined]
+transition_t = StageTransition.__table__  # type: ignore[attr-defined]
+push_t = PushState.__table__  # type: ignore[attr-defined]
+merge_t = CustomerMerge.__table__  # type: ignore[attr-defined]
+tombstone_t = ErasureTombstone.__table__  # type: ignore[attr-defined]
+
+
+def chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    """Split ``values`` into lists of at most ``size``, for IN lists."""
+    batch: list[Any] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def content_hash(record: ContactRecord | Any) -> str:
+    """A short stable hash of a record's content: equal hash, nothing to write."""
+    return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
+
+
+def tombstone_hash(value: str) -> str:
+    """How an erased identifier is remembered: never in clear text."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdentityContext:
+    """What linking needs besides the records: the rules, the region, the time."""
+
+    source: str
+    rules: IdentityRules
+    default_region: str | None
+    now: datetime
+
+
+@dataclass
+class ContactBatchResult:
+    """Counts for one page of contacts, and which customers changed."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    suppressed: int = 0
+    customer_by_external_id: dict[str, int | None] = field(default_factory=dict)
+    dirty_customers: set[int] = field(default_factory=set)
+    merges: int = 0
+
+
+@dataclass
+class _Incoming:
+    """A contact record prepared for writing."""
+
+    record: ContactRecord
+    email: str | None
+    phone: str | None
+    digest: str
+    identity_id: int | None = None
+    old_customer: int | None = None
+    customer: int | None = None
+
+    def row(self, ctx: IdentityContext) -> dict[str, Any]:
+        r = self.record
+        return {
+            "source": ctx.source,
+            "external_id": r.external_id,
+            "email": self.email,
+            "phone": self.phone,
+            "first_name": r.first_name,
+            "last_name": r.last_name,
+            "marketing_consent": r.marketing_consent,
+            "acquisition_channel": r.acquisition_channel,
+            "tags": list(r.tags),
+            "source_created_at": r.created_at,
+            "source_updated_at": r.updated_at,
+            "deleted_at": ctx.now if r.deleted else None,
+            "content_hash": self.digest,
+            "last_seen_at": ctx.now,
+        }
+
+    def linked(self, source: str) -> LinkedRecord:
+        r = self.record
+        return LinkedRecord(
+            source, r.updated_at, r.created_at, self.email, self.phone, r.first_name,
+            r.last_name, r.marketing_consent, r.acquisition_channel,
+        )  # fmt: skip
+
+
+def _suppressed_keys(conn: Connection, keys: Mapping[str, set[str]]) -> set[tuple[str, str]]:
+    """The (kind, hash) pairs among ``keys`` that belong to erased people."""
+    found: set[tuple[str, str]] = set()
+    for kind, hashes in keys.items():
+        for batch in chunks(hashes):
+            rows = conn.execute(
+                select(tombstone_t.c.kind, tombstone_t.c.identifier_hash).where(
+                    tombstone_t.c.kind == kind, tombstone_t.c.identifier_hash.in_(batch)
+                )
+            )
+            found.update((kind, h) for kind, h in rows)
+    return found
+
+
+def _erased(conn: Connection, ctx: IdentityContext, incoming: Sequence[_Incoming]) -> set[str]:
+    """External ids of incoming records that belong to a forgotten person."""
+    source_kind = f"source:{ctx.source}"
+    keys: dict[str, set[str]] = {"email": set(), "phone": set(), source_kind: set()}
+    for item in incoming:
+        keys[source_kind].add(tombstone_hash(item.record.external_id))
+        if item.email:
+            keys["email"].add(tombstone_hash(item.email))
+        if item.phone:
+            keys["phone"].add(tombstone_hash(item.phone))
+    hits = _suppressed_keys(conn, keys)
+    if not hits:
+        return set()
+    return {
+        item.record.external_id
+        for item in incoming
+        if (source_kind, tombstone_hash(item.record.external_id)) in hits
+        or (item.email and ("email", tombstone_hash(item.email)) in hits)
+        or (item.phone and ("phone", tombstone_hash(item.phone)) in hits)
+    }
+
+
+def ingest_contacts(
+    conn: Connection,
+    ctx: IdentityContext,
+    records: Sequence[ContactRecord],
+    *,
+    placeholders: bool = False,
+) -> ContactBatchResult:
+    """Upsert one page of contacts and link each to its canonical customer.
+
+    With ``placeholders`` the records stand for people an order or survey answer refers
+    to before (or without) their contact record: known identities are left untouched and
+    new ones get an empty content hash, so the real record overwrites them later.
+    """
+    result = ContactBatchResult()
+    latest: dict[str, ContactRecord] = {}
+    for record in records:  # the last copy of a record in a page wins
+        latest[record.external_id] = record
+    incoming = [
+        _Incoming(
+            record,
+            normalise_email(record.email, ctx.rules),
+            normalise_phone(record.phone, ctx.default_region),
+            "" if placeholders else content_hash(record),
+        )
+        for record in latest.values()
+    ]
+    erased = _erased(conn, ctx, incoming)
+    result.suppressed = len(erased)
+
+    existing: dict[str, tuple[int, int | None, str]] = {}
+    for batch in chunks(latest):
+        for ext, ident, customer, digest in conn.execute(
+            select(
+                identity_t.c.external_id, identity_t.c.id, identity_t.c.customer_id,
+                identity_t.c.content_hash,
+            ).where(identity_t.c.source == ctx.source, identity_t.c.external_id.in_(batch))
+        ):  # fmt: skip
+            existing[ext] = (ident, customer, digest)
+
+    work: list[_Incoming] = []
+    for item in incoming:
+        ext = item.record.external_id
+        known = existing.get(ext)
+        if known is not None:
+            item.identity_id, item.old_customer, digest = known
+            result.customer_by_external_id[ext] = item.old_customer
+            if placeholders or digest == item.digest or ext in erased:
+                result.unchanged += 1
+                continue
+        elif ext in erased:
+            result.customer_by_external_id[ext] = None
+            continue
+        work.append(item)
+    if not work:
+        return result
+
+    deleted = [item for item in work if item.record.deleted]
+    live = [item for item in work if not item.record.deleted]
+    _resolve(conn, ctx, live, result)
+    for item in deleted:
+        item.customer = None
+        if item.old_customer is not None:
+            result.dirty_customers.add(item.old_customer)
+
+    new_rows = [
+        {**item.row(ctx), "customer_id": item.customer, "first_seen_at": ctx.now}
+        for item in work
+        if item.identity_id is None
+    ]
+    changed_rows = [
+        {**item.row(ctx), "customer_id": item.customer, "_id": item.identity_id}
+        for item in work
+        if item.identity_id is not None
+    ]
+    if new_rows:
+        conn.execute(insert(identity_t), new_rows)
+    if changed_rows:
+        columns: dict[str, Any] = {k: bindparam(k) for k in changed_rows[0] if k != "_id"}
+        conn.execute(
+            update(identity_t).where(identity_t.c.id == bindparam("_id")).values(columns),
+            changed_rows,
+        )
+    result.inserted = len(new_rows)
+    result.updated = len(changed_rows)
+    for item in work:
+        result.customer_by_external_id[item.record.external_id] = item.customer
+        if item.old_customer is not None and item.old_customer != item.customer:
+            result.dirty_customers.add(item.old_customer)
+    refresh_customers(conn, result.dirty_customers, ctx)
+    return result
+
+
+def _resolve(
+    conn: Connection, ctx: IdentityContext, live: Sequence[_Incoming], result: ContactBatchResult
+) -> None:
+    """Decide each live record's customer: existing link, shared keys, or a new customer."""
+    if not live:
+        return
+    rules = ctx.rules
+    emails = {i.email for i in live if i.email and not rules.is_role_address(i.email)}
+    phones = {i.phone for i in live if i.phone}
+    email_hits: dict[str, set[int]] = defaultdict(set)
+    for batch in chunks(emails):
+        for email, customer in conn.execute(
+            select(identity_t.c.email, identity_t.c.customer_id).where(
+                identity_t.c.email.in_(batch),
+                identity_t.c.customer_id.is_not(None),
+                identity_t.c.deleted_at.is_(None),
+            )
+        ):
+            email_hits[email].add(customer)
+    phone_hits: dict[str, set[tuple[int, str | None]]] = defaultdict(set)
+    for batch in chunks(phones):
+        for phone, customer, email in conn.execute(
+            select(identity_t.c.phone, identity_t.c.customer_id, identity_t.c.email).where(
+                identity_t.c.phone.in_(batch),
+                identity_t.c.customer_id.is_not(None),
+                identity_t.c.deleted_at.is_(None),
+            )
+        ):
+            phone_hits[phone].add((customer, email))
+    holders = {p: len({c for c, _ in hits}) for p, hits in phone_hits.items()}
+
+    Node = tuple[str, int]
+    sets: UnionFind[Node] = UnionFind()
+    page_email: dict[str, Node] = {}
+    page_phone: dict[str, list[tuple[Node, str | None]]] = defaultdict(list)
+    nodes: list[Node] = []
+    for index, item in enumerate(live):
+        node: Node = ("c", item.old_customer) if item.old_customer else ("p", index)
+        nodes.append(node)
+        sets.add(node)
+        if item.email and item.email in emails:
+            for customer in email_hits.get(item.email, ()):
+                sets.union(node, ("c", customer))
+            if item.email in page_email:
+                sets.union(node, page_email[item.email])
+            else:
+                page_email[item.email] = node
+        if item.phone and holders.get(item.phone, 0) < rules.max_customers_per_phone:
+            for customer, other in phone_hits.get(item.phone, ()):
+                if not _emails_disagree(item.email, other):
+                    sets.union(node, ("c", customer))
+            for other_node, other in page_phone[item.phone]:
+                if not _emails_disagree(item.email, other):
+                    sets.union(node, other_node)
+            page_phone[item.phone].append((node, item.email))
+
+    groups = sets.groups()
+    known_ids = {n[1] for g in groups for n in g if n[0] == "c"}
+    created: dict[int, datetime] = {}
+    for batch in chunks(known_ids):
+        created.update(
+            conn.execute(
+                select(customer_t.c.id, customer_t.c.created_at).where(customer_t.c.id.in_(batch))
+            ).all()
+        )
+    root_customer: dict[Node, int] = {}
+    fresh: list[tuple[Node, list[_Incoming]]] = []
+    for group in groups:
+        customers = sorted((n[1] for n in group if n[0] == "c"), key=lambda c: (created[c], c))
+        root = sets.find(group[0])
+        if not customers:
+            members = [live[n[1]] for n in group]
+            fresh.append((root, members))
+            continue
+        survivor, losers = customers[0], customers[1:]
+        root_customer[root] = survivor
+        if losers:
+            merge_customers(conn, survivor, losers, reason="shared email or phone", now=ctx.now)
+            result.merges += len(losers)
+        result.dirty_customers.add(survivor)
+
+    if fresh:
+        rows = []
+        for _, members in fresh:
+            fields = survivor_fields(
+                [m.linked(ctx.source) for m in members], ctx.rules.source_priority
+            )
+            born = earliest(m.record.created_at for m in members) or ctx.now
+            rows.append({**fields, "created_at": born, "updated_at": ctx.now})
+        ids = conn.execute(
+            insert(customer_t).returning(customer_t.c.id, sort_by_parameter_order=True), rows
+        ).scalars()
+        for (root, _), customer_id in zip(fresh, ids, strict=True):
+            root_customer[root] = customer_id
+            result.dirty_customers.add(customer_id)
+    for item, node in zip(live, nodes, strict=True):
+        item.customer = root_customer[sets.find(node)]
+
+
+def _emails_disagree(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a != b
+
+
+def merge_customers(
+    conn: Connection, survivor: int, losers: Sequence[int], *, reason: str, now: datetime
+) -> None:
+    """Fold ``losers`` into ``survivor``: move everything they own, keep a merge record."""
+    for table in (identity_t, order_t, response_t, transition_t):
+        conn.execute(
+            update(table).where(table.c.customer_id.in_(losers)).values(customer_id=survivor)
+        )
+    taken = select(push_t.c.connector).where(push_t.c.customer_id == survivor)
+    conn.execute(
+        update(push_t)
+        .where(push_t.c.customer_id.in_(losers), push_t.c.connector.not_in(taken))
+        .values(customer_id=survivor)
+    )
+    conn.execute(delete(push_t).where(push_t.c.customer_id.in_(losers)))
+    conn.execute(delete(state_t).where(state_t.c.customer_id.in_(losers)))
+    conn.execute(
+        insert(merge_t),
+        [{"survivor_id": survivor, "merged_id": m, "reason": reason, "at": now} for m in losers],
+    )
+    conn.execute(delete(customer_t).where(customer_t.c.id.in_(losers)))
+
+
+def refresh_customers(conn: Connection, customer_ids: set[int], ctx: IdentityContext) -> None:
+    """Recompute customers' fields from their linked records and mark them changed."""
+    if not customer_ids:
+        return
+    linked: dict[int, list[LinkedRecord]] = defaultdict(list)
+    for batch in chunks(customer_ids):
+        for row in conn.execute(
+            select(
+                identity_t.c.customer_id, identity_t.c.source, identity_t.c.source_updated_at,
+                identity_t.c.source_created_at, identity_t.c.email, identity_t.c.phone,
+                identity_t.c.first_name, identity_t.c.last_name, identity_t.c.marketing_consent,
+                identity_t.c.acquisition_channel,
+            ).where(identity_t.c.customer_id.in_(batch), identity_t.c.deleted_at.is_(None))
+        ):  # fmt: skip
+            customer_id, source, updated, born, email, phone, first, last, consent, channel = row
+            linked[customer_id].append(
+                LinkedRecord(source, updated, born, email, phone, first, last, consent, channel)
+            )
+    created: dict[int, datetime] = {}
+    for batch in chunks(customer_ids):
+        created.update(
+            conn.execute(
+                select(customer_t.c.id, customer_t.c.created_at).where(customer_t.c.id.in_(batch))
+            ).all()
+        )
+    rows = []
+    for customer_id in customer_ids:
+        if customer_id not in created:
+            continue  # merged away in this page
+        records = linked.get(customer_id, [])
+        fields = survivor_fields(records, ctx.rules.source_priority)
+        born = earliest([created[customer_id], *(r.created_at for r in records)])
+        rows.append({**fields, "created_at": born, "updated_at": ctx.now, "_id": customer_id})
+    if rows:
+        columns: dict[str, Any] = {k: bindparam(k) for k in rows[0] if k != "_id"}
+        conn.execute(
+            update(customer_t).where(customer_t.c.id == bindparam("_id")).values(columns), rows
+        )
+
+
+def mark_dirty(conn: Connection, customer_ids: set[int], now: datetime) -> None:
+    """Note that customers' data changed, so stages are recomputed for them."""
+    for batch in chunks(customer_ids):
+        conn.execute(update(customer_t).where(customer_t.c.id.in_(batch)).values(updated_at=now))

@@ -1,0 +1,82 @@
+"""Run history: one row per connector stream per cycle, with its counts and outcome."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Engine, insert, update
+
+from clm_hub.connectors.http import HttpStats
+from clm_hub.store.tables import SyncRun
+
+__all__ = ["RunStatus", "finish_stream_run", "mark_interrupted", "start_stream_run"]
+
+run_t = SyncRun.__table__  # type: ignore[attr-defined]
+
+
+class RunStatus(StrEnum):
+    """How a stream's part of a cycle ended."""
+
+    RUNNING = "running"
+    OK = "ok"
+    PARTIAL = "partial"
+    """It finished, but some records were rejected (they are listed by ``status``)."""
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """The process died mid-run; the next run resumed from the stored cursor."""
+
+
+def mark_interrupted(engine: Engine, connector: str, now: datetime) -> int:
+    """Close runs left ``running`` by a process that died; returns how many."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(run_t)
+            .where(run_t.c.connector == connector, run_t.c.status == RunStatus.RUNNING.value)
+            .values(status=RunStatus.INTERRUPTED.value, finished_at=now)
+        )
+        return result.rowcount
+
+
+def start_stream_run(
+    engine: Engine, *, run_id: str, connector: str, stream: str, now: datetime
+) -> int:
+    """Record that a stream started; returns the row id the page writer counts into."""
+    with engine.begin() as conn:
+        row_id = conn.execute(
+            insert(run_t)
+            .values(
+                run_id=run_id,
+                connector=connector,
+                stream=stream,
+                status=RunStatus.RUNNING.value,
+                started_at=now,
+            )
+            .returning(run_t.c.id)
+        ).scalar_one()
+    return int(row_id)
+
+
+def finish_stream_run(
+    engine: Engine,
+    row_id: int,
+    *,
+    status: RunStatus,
+    now: datetime,
+    http: HttpStats,
+    error: str | None = None,
+) -> None:
+    """Record how a stream ended and what it cost in API calls."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(run_t)
+            .where(run_t.c.id == row_id)
+            .values(
+                status=status.value,
+                finished_at=now,
+                api_calls=http.api_calls,
+                retries=http.retries,
+                throttled=http.throttled,
+                error=error,
+            )
+        )

@@ -1,0 +1,345 @@
+"""One pull cycle: every selected connector, concurrently and in isolation.
+
+Each connector pulls its streams in order (contacts, orders, survey responses) from the
+stored cursors. Pages flow through a small bounded queue into the page writer, so a tool's
+next page is being fetched while the previous one is written, and memory stays flat
+however large the tool is. A connector that is down, slow or returns garbage fails on
+its own: its error is recorded and reported, and the others finish normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+import structlog
+from sqlalchemy import Engine
+
+from clm_hub.connectors.base import Capability, Connector
+from clm_hub.cursors import load_resume_point
+from clm_hub.errors import ConfigError
+from clm_hub.ingest import STREAMS, PageCounts, PageWriter, Stream
+from clm_hub.linking import IdentityContext
+from clm_hub.plugins import PluginRegistry
+from clm_hub.records import Page, now_utc
+from clm_hub.redaction import Redactor
+from clm_hub.runs import RunStatus, finish_stream_run, mark_interrupted, start_stream_run
+from clm_hub.runtime import (
+    ConfiguredConnector,
+    build_redactor,
+    configure_connectors,
+    open_connector,
+)
+from clm_hub.settings import HubSettings
+
+__all__ = [
+    "ConnectorResult",
+    "CycleResult",
+    "ProgressSink",
+    "StreamResult",
+    "SyncEngine",
+]
+
+log = structlog.get_logger("clm_hub.sync")
+
+STREAM_CAPABILITY: dict[Stream, Capability] = {
+    "contacts": Capability.CONTACTS,
+    "orders": Capability.ORDERS,
+    "survey_responses": Capability.SURVEY_RESPONSES,
+}
+
+
+@dataclass
+class StreamResult:
+    """How one stream of one connector went."""
+
+    connector: str
+    stream: Stream
+    status: RunStatus
+    counts: PageCounts
+    api_calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    error: str | None = None
+    note: str = ""
+
+
+@dataclass
+class ConnectorResult:
+    """How one connector went: failed if any stream (or its set-up) failed."""
+
+    connector: str
+    streams: list[StreamResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> RunStatus:
+        if self.error or any(s.status is RunStatus.FAILED for s in self.streams):
+            return RunStatus.FAILED
+        if any(s.status is RunStatus.PARTIAL for s in self.streams):
+            return RunStatus.PARTIAL
+        return RunStatus.OK
+
+    @property
+    def reason(self) -> str | None:
+        """One line saying why the connector failed, if it did."""
+        if self.error:
+            return self.error
+        failed = [s for s in self.streams if s.status is RunStatus.FAILED]
+        return "; ".join(f"{s.stream}: {s.error}" for s in failed) or None
+
+
+@dataclass
+class CycleResult:
+    """The whole cycle: per-connector results and the customers whose data changed."""
+
+    run_id: str
+    connectors: list[ConnectorResult]
+    dirty_customers: set[int] = field(default_factory=set)
+
+    @property
+    def failed(self) -> list[ConnectorResult]:
+        return [c for c in self.connectors if c.status is RunStatus.FAILED]
+
+
+class ProgressSink(Protocol):
+    """Where a cycle reports progress (a progress bar, or log lines)."""
+
+    def stream_started(self, connector: str, stream: str, note: str) -> None: ...
+
+    def page_written(self, connector: str, stream: str, counts: PageCounts) -> None: ...
+
+    def stream_finished(self, result: StreamResult) -> None: ...
+
+
+class LogProgress:
+    """Progress as structured log lines (the default when not on a terminal)."""
+
+    def stream_started(self, connector: str, stream: str, note: str) -> None:
+        log.info("sync.stream.started", connector=connector, stream=stream, resume=note)
+
+    def page_written(self, connector: str, stream: str, counts: PageCounts) -> None:
+        log.debug("sync.page", connector=connector, stream=stream, records=counts.read)
+
+    def stream_finished(self, result: StreamResult) -> None:
+        c = result.counts
+        log.info(
+            "sync.stream.finished", connector=result.connector, stream=result.stream,
+            status=result.status.value, read=c.read, inserted=c.inserted, updated=c.updated,
+            unchanged=c.unchanged, rejected=c.rejected, api_calls=result.api_calls,
+            error=result.error,
+        )  # fmt: skip
+
+
+class _End:
+    pass
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+class SyncEngine:
+    """Runs pull cycles for the configured connectors against one store."""
+
+    def __init__(
+        self,
+        settings: HubSettings,
+        registry: PluginRegistry,
+        engine: Engine,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        now: Callable[[], datetime] = now_utc,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.transport = transport
+        self.now = now
+        self.progress = progress or LogProgress()
+        self.writer = PageWriter(engine, now=now)
+
+    def selected(self, connector_ids: Sequence[str] | None) -> list[ConfiguredConnector]:
+        """The connectors a cycle runs: the named ones, or every enabled one."""
+        configured = configure_connectors(self.settings, self.registry)
+        if not connector_ids:
+            return [c for c in configured if c.enabled]
+        by_id = {c.connector_id: c for c in configured}
+        unknown = sorted(set(connector_ids) - set(by_id))
+        if unknown:
+            known = ", ".join(sorted(by_id)) or "none"
+            raise ConfigError(f"unknown connector id(s) {', '.join(unknown)} (configured: {known})")
+        return [by_id[i] for i in connector_ids]
+
+    async def run_cycle(
+        self,
+        connector_ids: Sequence[str] | None = None,
+        *,
+        full: bool = False,
+        dry_run: bool = False,
+    ) -> CycleResult:
+        """Pull every selected connector once; never raises for a connector's failure."""
+        selected = self.selected(connector_ids)
+        redactor = build_redactor(configure_connectors(self.settings, self.registry))
+        run_id = str(uuid.uuid4())
+        structlog.contextvars.bind_contextvars(run_id=run_id)
+        try:
+            results = await asyncio.gather(
+                *(self._run_connector(item, run_id, redactor, full, dry_run) for item in selected)
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")
+        cycle = CycleResult(run_id, list(results))
+        for connector in results:
+            for stream in connector.streams:
+                cycle.dirty_customers |= stream.counts.dirty_customers
+        return cycle
+
+    async def _run_connector(
+        self,
+        item: ConfiguredConnector,
+        run_id: str,
+        redactor: Redactor,
+        full: bool,
+        dry_run: bool,
+    ) -> ConnectorResult:
+        result = ConnectorResult(item.connector_id)
+        if not item.ok:
+            result.error = item.error
+            return result
+        try:
+            connector = open_connector(item, redactor, transport=self.transport)
+        except Exception as exc:  # a plugin's own set-up code failed
+            result.error = redactor.text(f"{type(exc).__name__}: {exc}")
+            return result
+        try:
+            if not dry_run:
+                await asyncio.to_thread(
+                    mark_interrupted, self.engine, item.connector_id, self.now()
+                )
+            for stream in STREAMS:
+                if STREAM_CAPABILITY[stream] in connector.capabilities:
+                    result.streams.append(
+                        await self._run_stream(connector, stream, run_id, redactor, full, dry_run)
+                    )
+        finally:
+            await connector.http.aclose()
+        return result
+
+    def _identity_context(self, source: str) -> Callable[[datetime], IdentityContext]:
+        def build(now: datetime) -> IdentityContext:
+            return IdentityContext(
+                source, self.settings.identity, self.settings.default_region, now
+            )
+
+        return build
+
+    async def _run_stream(
+        self,
+        connector: Connector[Any],
+        stream: Stream,
+        run_id: str,
+        redactor: Redactor,
+        full: bool,
+        dry_run: bool,
+    ) -> StreamResult:
+        source = connector.connector_id
+        with self.engine.connect() as conn:
+            resume = load_resume_point(
+                conn, source, stream,
+                current_version=connector.cursor_version,
+                migrate=connector.migrate_cursor,
+                overlap=self.settings.sync.cursor_overlap,
+                full=full,
+            )  # fmt: skip
+        self.progress.stream_started(source, stream, resume.note)
+        row_id = None
+        if not dry_run:
+            row_id = await asyncio.to_thread(
+                start_stream_run, self.engine, run_id=run_id, connector=source, stream=stream,
+                now=self.now(),
+            )  # fmt: skip
+        before = connector.http.stats.snapshot()
+        counts = PageCounts()
+        status, error = RunStatus.OK, None
+        pages: AsyncIterator[Page[Any]] = getattr(connector, f"pull_{stream}")(resume.cursor)
+        queue: asyncio.Queue[Page[Any] | _End | _Failure] = asyncio.Queue(
+            maxsize=self.settings.sync.prefetch_pages
+        )
+        producer = asyncio.create_task(_produce(pages, queue))
+        context = self._identity_context(source)
+        try:
+            while not isinstance(item := await queue.get(), _End):
+                if isinstance(item, _Failure):
+                    raise item.error
+                written = await asyncio.to_thread(
+                    self.writer.write, context, stream, item, run_row_id=row_id, run_id=run_id,
+                    cursor_version=connector.cursor_version, dry_run=dry_run,
+                )  # fmt: skip
+                counts.add(written)
+                counts.dirty_customers |= written.dirty_customers
+                self.progress.page_written(source, stream, written)
+            if counts.rejected:
+                status = RunStatus.PARTIAL
+        except Exception as exc:  # isolation: one tool's failure is recorded, not spread
+            status, error = RunStatus.FAILED, redactor.text(f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "sync.stream.failed", connector=source, stream=stream, error=error,
+                exc_info=not _expected(exc),
+            )  # fmt: skip
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+        stats = connector.http.stats
+        result = StreamResult(
+            source, stream, status, counts,
+            api_calls=stats.api_calls - before.api_calls,
+            retries=stats.retries - before.retries,
+            throttled=stats.throttled - before.throttled,
+            error=error, note=resume.note,
+        )  # fmt: skip
+        if row_id is not None:
+            delta = stats.snapshot()
+            delta.api_calls, delta.retries, delta.throttled = (
+                result.api_calls, result.retries, result.throttled,
+            )  # fmt: skip
+            await asyncio.to_thread(
+                finish_stream_run, self.engine, row_id, status=status, now=self.now(),
+                http=delta, error=error,
+            )  # fmt: skip
+        self.progress.stream_finished(result)
+        return result
+
+
+async def _produce(
+    pages: AsyncIterator[Page[Any]], queue: asyncio.Queue[Page[Any] | _End | _Failure]
+) -> None:
+    """Fetch pages ahead into the bounded queue; hand any failure over in order."""
+    try:
+        async for page in pages:
+            await queue.put(page)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        await queue.put(_Failure(exc))
+        return
+    finally:
+        close = getattr(pages, "aclose", None)
+        if close is not None:
+            await close()
+    await queue.put(_End())
+
+
+def _expected(exc: BaseException) -> bool:
+    """Errors a tool causes (no traceback needed) as opposed to bugs in our code."""
+    from clm_hub.errors import ClmHubError
+
+    return isinstance(exc, ClmHubError | NotImplementedError)
