@@ -20,8 +20,8 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests plugins
-	$(BIN)/ruff format --check src tests plugins
+	$(BIN)/ruff check src tests plugins bench
+	$(BIN)/ruff format --check src tests plugins bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 from sqlalchemy.sql.schema import Table
 
 from clm_hub.cursors import save_cursor
@@ -35,6 +35,7 @@ from clm_hub.records import (
     Rejection,
     SurveyResponseRecord,
 )
+from clm_hub.store.bulk import bulk_insert, bulk_update
 from clm_hub.store.tables import RejectedRecord, SyncRun
 
 __all__ = ["STREAMS", "PageCounts", "PageWriter", "Stream"]
@@ -215,16 +216,11 @@ def _ingest_facts(
         if known is None:
             new_rows.append(row)
         else:
-            changed_rows.append({**row, "_id": known[0]})
+            changed_rows.append({**row, "id": known[0]})
             if known[2] is not None:
                 counts.dirty_customers.add(known[2])
-    if new_rows:
-        conn.execute(insert(table), new_rows)
-    if changed_rows:
-        columns: dict[str, Any] = {k: bindparam(k) for k in changed_rows[0] if k != "_id"}
-        conn.execute(
-            update(table).where(table.c.id == bindparam("_id")).values(columns), changed_rows
-        )
+    bulk_insert(conn, table, new_rows)
+    bulk_update(conn, table, changed_rows)
     counts.inserted = len(new_rows)
     counts.updated = len(changed_rows)
     mark_dirty(conn, counts.dirty_customers, ctx.now)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 
 from clm_hub.identity import (
     IdentityRules,
@@ -27,6 +27,7 @@ from clm_hub.identity import (
     survivor_fields,
 )
 from clm_hub.records import ContactRecord
+from clm_hub.store.bulk import bulk_insert, bulk_update
 from clm_hub.store.tables import (
     Customer,
     CustomerMerge,
@@ -105,6 +106,8 @@ class ContactBatchResult:
     suppressed: int = 0
     customer_by_external_id: dict[str, int | None] = field(default_factory=dict)
     dirty_customers: set[int] = field(default_factory=set)
+    created_customers: set[int] = field(default_factory=set)
+    """Customers made from this page alone; their fields were computed as they were made."""
     merges: int = 0
 
 
@@ -163,6 +166,8 @@ def _suppressed_keys(conn: Connection, keys: Mapping[str, set[str]]) -> set[tupl
 
 def _erased(conn: Connection, ctx: IdentityContext, incoming: Sequence[_Incoming]) -> set[str]:
     """External ids of incoming records that belong to a forgotten person."""
+    if not incoming or conn.execute(select(tombstone_t.c.id).limit(1)).first() is None:
+        return set()  # nobody was ever forgotten: skip hashing and lookups
     source_kind = f"source:{ctx.source}"
     keys: dict[str, set[str]] = {"email": set(), "phone": set(), source_kind: set()}
     for item in incoming:
@@ -200,6 +205,20 @@ def ingest_contacts(
     latest: dict[str, ContactRecord] = {}
     for record in records:  # the last copy of a record in a page wins
         latest[record.external_id] = record
+    existing: dict[str, tuple[int, int | None, str]] = {}
+    for batch in chunks(latest):
+        for ext, ident, customer, digest in conn.execute(
+            select(
+                identity_t.c.external_id, identity_t.c.id, identity_t.c.customer_id,
+                identity_t.c.content_hash,
+            ).where(identity_t.c.source == ctx.source, identity_t.c.external_id.in_(batch))
+        ):  # fmt: skip
+            existing[ext] = (ident, customer, digest)
+    if placeholders:  # a known identity stays as it is; only unknown ones are written
+        for ext in existing.keys() & latest.keys():
+            result.customer_by_external_id[ext] = existing[ext][1]
+            result.unchanged += 1
+        latest = {ext: r for ext, r in latest.items() if ext not in existing}
     incoming = [
         _Incoming(
             record,
@@ -212,16 +231,6 @@ def ingest_contacts(
     erased = _erased(conn, ctx, incoming)
     result.suppressed = len(erased)
 
-    existing: dict[str, tuple[int, int | None, str]] = {}
-    for batch in chunks(latest):
-        for ext, ident, customer, digest in conn.execute(
-            select(
-                identity_t.c.external_id, identity_t.c.id, identity_t.c.customer_id,
-                identity_t.c.content_hash,
-            ).where(identity_t.c.source == ctx.source, identity_t.c.external_id.in_(batch))
-        ):  # fmt: skip
-            existing[ext] = (ident, customer, digest)
-
     work: list[_Incoming] = []
     for item in incoming:
         ext = item.record.external_id
@@ -229,7 +238,7 @@ def ingest_contacts(
         if known is not None:
             item.identity_id, item.old_customer, digest = known
             result.customer_by_external_id[ext] = item.old_customer
-            if placeholders or digest == item.digest or ext in erased:
+            if digest == item.digest or ext in erased:
                 result.unchanged += 1
                 continue
         elif ext in erased:
@@ -253,25 +262,19 @@ def ingest_contacts(
         if item.identity_id is None
     ]
     changed_rows = [
-        {**item.row(ctx), "customer_id": item.customer, "_id": item.identity_id}
+        {**item.row(ctx), "customer_id": item.customer, "id": item.identity_id}
         for item in work
         if item.identity_id is not None
     ]
-    if new_rows:
-        conn.execute(insert(identity_t), new_rows)
-    if changed_rows:
-        columns: dict[str, Any] = {k: bindparam(k) for k in changed_rows[0] if k != "_id"}
-        conn.execute(
-            update(identity_t).where(identity_t.c.id == bindparam("_id")).values(columns),
-            changed_rows,
-        )
+    bulk_insert(conn, identity_t, new_rows)
+    bulk_update(conn, identity_t, changed_rows)
     result.inserted = len(new_rows)
     result.updated = len(changed_rows)
     for item in work:
         result.customer_by_external_id[item.record.external_id] = item.customer
         if item.old_customer is not None and item.old_customer != item.customer:
             result.dirty_customers.add(item.old_customer)
-    refresh_customers(conn, result.dirty_customers, ctx)
+    refresh_customers(conn, result.dirty_customers - result.created_customers, ctx)
     return result
 
 
@@ -364,18 +367,34 @@ def _resolve(
             )
             born = earliest(m.record.created_at for m in members) or ctx.now
             rows.append({**fields, "created_at": born, "updated_at": ctx.now})
-        ids = conn.execute(
-            insert(customer_t).returning(customer_t.c.id, sort_by_parameter_order=True), rows
-        ).scalars()
+        ids = allocate_ids(conn, customer_t, len(rows))
+        bulk_insert(conn, customer_t, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
         for (root, _), customer_id in zip(fresh, ids, strict=True):
             root_customer[root] = customer_id
             result.dirty_customers.add(customer_id)
+            result.created_customers.add(customer_id)
     for item, node in zip(live, nodes, strict=True):
         item.customer = root_customer[sets.find(node)]
 
 
 def _emails_disagree(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a != b
+
+
+def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """Reserve ``count`` ids for bulk inserts (one statement instead of one per row).
+
+    PostgreSQL hands them out from the column's sequence; SQLite has a single writer
+    (and the page writer holds its lock), so the ids after the current maximum are free.
+    """
+    if conn.dialect.name == "postgresql":
+        sequence = func.pg_get_serial_sequence(table.name, "id")
+        rows = conn.execute(
+            select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+        )
+        return [int(i) for i in rows.scalars()]
+    start = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+    return list(range(start + 1, start + count + 1))
 
 
 def merge_customers(
@@ -433,12 +452,8 @@ def refresh_customers(conn: Connection, customer_ids: set[int], ctx: IdentityCon
         records = linked.get(customer_id, [])
         fields = survivor_fields(records, ctx.rules.source_priority)
         born = earliest([created[customer_id], *(r.created_at for r in records)])
-        rows.append({**fields, "created_at": born, "updated_at": ctx.now, "_id": customer_id})
-    if rows:
-        columns: dict[str, Any] = {k: bindparam(k) for k in rows[0] if k != "_id"}
-        conn.execute(
-            update(customer_t).where(customer_t.c.id == bindparam("_id")).values(columns), rows
-        )
+        rows.append({**fields, "created_at": born, "updated_at": ctx.now, "id": customer_id})
+    bulk_update(conn, customer_t, rows)
 
 
 def mark_dirty(conn: Connection, customer_ids: set[int], now: datetime) -> None:

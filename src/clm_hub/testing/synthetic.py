@@ -13,7 +13,8 @@ a ``plugins_dir`` file containing ``from clm_hub.testing.synthetic import regist
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from bisect import bisect_left
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import ClassVar
@@ -157,11 +158,16 @@ class Synthetic(Connector[SyntheticSettings]):
         since: StreamCursor | None,
     ) -> AsyncIterator[Page[R]]:
         s = self.settings
-        # Only indices and their stamps are sorted; rows are generated page by page.
-        order = sorted(range(count), key=lambda i: (stamp_of(i), i))
-        if since is not None and since.updated_since is not None:
-            threshold = since.updated_since
-            order = [i for i in order if stamp_of(i) >= threshold]
+        threshold = since.updated_since if since is not None else None
+        order: Sequence[int]
+        if s.edit_round == 0:
+            # Stamps grow with the index: no sort, and memory stays flat at any size.
+            first = 0 if threshold is None else bisect_left(range(count), threshold, key=stamp_of)
+            order = range(first, count)
+        else:
+            order = sorted(range(count), key=lambda i: (stamp_of(i), i))
+            if threshold is not None:
+                order = [i for i in order if stamp_of(i) >= threshold]
         for number, start in enumerate(range(0, len(order), s.page_size)):
             if s.fail_after_pages is not None and number >= s.fail_after_pages:
                 raise UpstreamError(self.connector_id, "synthetic outage (503)", status_code=503)
