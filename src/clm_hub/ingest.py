@@ -79,7 +79,8 @@ class PageWriter:
     def __init__(self, engine: Engine, *, now: Callable[[], datetime]) -> None:
         self.engine = engine
         self._now = now
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Held by every writer of this process (pages, push outcomes)."""
 
     def write(
         self,
@@ -94,7 +95,7 @@ class PageWriter:
     ) -> PageCounts:
         """Ingest ``page`` and move the stream cursor, atomically. Blocking: run it in a
         worker thread. With ``dry_run`` everything is computed and then rolled back."""
-        with self._lock, self.engine.connect() as conn:
+        with self.lock, self.engine.connect() as conn:
             transaction = conn.begin()
             try:
                 if conn.dialect.name == "postgresql":

@@ -81,6 +81,18 @@ def content_hash(record: ContactRecord | Any) -> str:
     return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
 
 
+def contact_hash(record: ContactRecord, tag_prefix: str) -> str:
+    """A contact's hash without what the hub itself writes to the tool.
+
+    Our own pushes come back on the next pull as "updated" contacts (new owned tags, a
+    newer ``updated_at``). Leaving both out makes such an echo cost nothing and trigger
+    nothing; a change to anything else, foreign tags included, still counts.
+    """
+    foreign = tuple(t for t in record.tags if not t.startswith(f"{tag_prefix}:"))
+    content = record.model_copy(update={"tags": foreign, "updated_at": None})
+    return content_hash(content)
+
+
 def tombstone_hash(value: str) -> str:
     """How an erased identifier is remembered: never in clear text."""
     return hashlib.sha256(value.encode()).hexdigest()
@@ -94,6 +106,7 @@ class IdentityContext:
     rules: IdentityRules
     default_region: str | None
     now: datetime
+    tag_prefix: str = "clm"
 
 
 @dataclass
@@ -224,7 +237,7 @@ def ingest_contacts(
             record,
             normalise_email(record.email, ctx.rules),
             normalise_phone(record.phone, ctx.default_region),
-            "" if placeholders else content_hash(record),
+            "" if placeholders else contact_hash(record, ctx.tag_prefix),
         )
         for record in latest.values()
     ]
@@ -401,17 +414,10 @@ def merge_customers(
     conn: Connection, survivor: int, losers: Sequence[int], *, reason: str, now: datetime
 ) -> None:
     """Fold ``losers`` into ``survivor``: move everything they own, keep a merge record."""
-    for table in (identity_t, order_t, response_t, transition_t):
+    for table in (identity_t, order_t, response_t, transition_t, push_t):
         conn.execute(
             update(table).where(table.c.customer_id.in_(losers)).values(customer_id=survivor)
         )
-    taken = select(push_t.c.connector).where(push_t.c.customer_id == survivor)
-    conn.execute(
-        update(push_t)
-        .where(push_t.c.customer_id.in_(losers), push_t.c.connector.not_in(taken))
-        .values(customer_id=survivor)
-    )
-    conn.execute(delete(push_t).where(push_t.c.customer_id.in_(losers)))
     conn.execute(delete(state_t).where(state_t.c.customer_id.in_(losers)))
     conn.execute(
         insert(merge_t),

@@ -8,9 +8,16 @@ from enum import StrEnum
 from sqlalchemy import Engine, insert, update
 
 from clm_hub.connectors.http import HttpStats
+from clm_hub.push.executor import PushCounts
 from clm_hub.store.tables import SyncRun
 
-__all__ = ["RunStatus", "finish_stream_run", "mark_interrupted", "start_stream_run"]
+__all__ = [
+    "RunStatus",
+    "finish_push_run",
+    "finish_stream_run",
+    "mark_interrupted",
+    "start_stream_run",
+]
 
 run_t = SyncRun.__table__  # type: ignore[attr-defined]
 
@@ -74,6 +81,38 @@ def finish_stream_run(
             .values(
                 status=status.value,
                 finished_at=now,
+                api_calls=http.api_calls,
+                retries=http.retries,
+                throttled=http.throttled,
+                error=error,
+            )
+        )
+
+
+def finish_push_run(
+    engine: Engine,
+    row_id: int,
+    *,
+    status: RunStatus,
+    now: datetime,
+    http: HttpStats,
+    counts: PushCounts,
+    error: str | None = None,
+) -> None:
+    """Record how a connector's push ended: planned, sent, confirmed, failed, batches."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(run_t)
+            .where(run_t.c.id == row_id)
+            .values(
+                status=status.value,
+                finished_at=now,
+                planned=counts.planned,
+                sent=counts.sent,
+                confirmed=counts.confirmed,
+                failed=counts.failed,
+                rejected=counts.gave_up,
+                batches=counts.batches,
                 api_calls=http.api_calls,
                 retries=http.retries,
                 throttled=http.throttled,

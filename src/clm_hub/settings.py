@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from clm_hub.connectors.base import ConnectorSettings
 from clm_hub.errors import ConfigError
 from clm_hub.identity import IdentityRules
+from clm_hub.push.mapping import PushMapping
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -102,6 +103,8 @@ class ConnectorConfig(BaseModel):
     plugin: str
     enabled: bool = True
     schedule: Schedule = Schedule()
+    push: PushMapping = PushMapping()
+    """What the hub writes back to this tool (tags and/or fields) and how carefully."""
 
     @property
     def plugin_settings(self) -> dict[str, Any]:

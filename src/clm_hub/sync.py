@@ -21,14 +21,23 @@ import structlog
 from sqlalchemy import Engine
 
 from clm_hub.connectors.base import Capability, Connector
+from clm_hub.connectors.http import HttpStats
 from clm_hub.cursors import load_resume_point
 from clm_hub.errors import ConfigError
 from clm_hub.ingest import STREAMS, PageCounts, PageWriter, Stream
 from clm_hub.linking import IdentityContext
 from clm_hub.plugins import PluginRegistry
+from clm_hub.push.executor import PushCounts, PushExecutor
+from clm_hub.push.planner import PushPlan, PushTarget, plan_push
 from clm_hub.records import Page, now_utc
 from clm_hub.redaction import Redactor
-from clm_hub.runs import RunStatus, finish_stream_run, mark_interrupted, start_stream_run
+from clm_hub.runs import (
+    RunStatus,
+    finish_push_run,
+    finish_stream_run,
+    mark_interrupted,
+    start_stream_run,
+)
 from clm_hub.runtime import (
     ConfiguredConnector,
     build_redactor,
@@ -41,6 +50,7 @@ __all__ = [
     "ConnectorResult",
     "CycleResult",
     "ProgressSink",
+    "PushResult",
     "StreamResult",
     "SyncEngine",
 ]
@@ -70,28 +80,61 @@ class StreamResult:
 
 
 @dataclass
+class PushResult:
+    """How one connector's write-back went (or what it would do, on a dry run)."""
+
+    connector: str
+    plan: PushPlan
+    counts: PushCounts = field(default_factory=PushCounts)
+    max_batch: int = 1
+    held: bool = False
+    dry_run: bool = False
+    error: str | None = None
+    api_calls: int = 0
+    throttled: int = 0
+
+    @property
+    def status(self) -> RunStatus:
+        if self.error:
+            return RunStatus.FAILED
+        if self.held or self.counts.failed:
+            return RunStatus.PARTIAL
+        return RunStatus.OK
+
+
+@dataclass
 class ConnectorResult:
-    """How one connector went: failed if any stream (or its set-up) failed."""
+    """How one connector went: failed if any stream (or its set-up, or its push) failed."""
 
     connector: str
     streams: list[StreamResult] = field(default_factory=list)
+    push: PushResult | None = None
     error: str | None = None
 
     @property
     def status(self) -> RunStatus:
-        if self.error or any(s.status is RunStatus.FAILED for s in self.streams):
+        statuses = [s.status for s in self.streams]
+        if self.push is not None:
+            statuses.append(self.push.status)
+        if self.error or RunStatus.FAILED in statuses:
             return RunStatus.FAILED
-        if any(s.status is RunStatus.PARTIAL for s in self.streams):
+        if RunStatus.PARTIAL in statuses:
             return RunStatus.PARTIAL
         return RunStatus.OK
+
+    @property
+    def pull_failed(self) -> bool:
+        return self.error is not None or any(s.status is RunStatus.FAILED for s in self.streams)
 
     @property
     def reason(self) -> str | None:
         """One line saying why the connector failed, if it did."""
         if self.error:
             return self.error
-        failed = [s for s in self.streams if s.status is RunStatus.FAILED]
-        return "; ".join(f"{s.stream}: {s.error}" for s in failed) or None
+        failed = [f"{s.stream}: {s.error}" for s in self.streams if s.status is RunStatus.FAILED]
+        if self.push is not None and self.push.error:
+            failed.append(f"push: {self.push.error}")
+        return "; ".join(failed) or None
 
 
 @dataclass
@@ -157,7 +200,10 @@ class SyncEngine:
         transport: httpx.AsyncBaseTransport | None = None,
         now: Callable[[], datetime] = now_utc,
         progress: ProgressSink | None = None,
+        recompute: Callable[[set[int]], None] | None = None,
     ) -> None:
+        """``recompute`` brings stages up to date for the changed customers between the
+        pulls and the pushes of a cycle (the stage engine plugs in here)."""
         self.settings = settings
         self.registry = registry
         self.engine = engine
@@ -165,6 +211,7 @@ class SyncEngine:
         self.now = now
         self.progress = progress or LogProgress()
         self.writer = PageWriter(engine, now=now)
+        self.recompute = recompute
 
     def selected(self, connector_ids: Sequence[str] | None) -> list[ConfiguredConnector]:
         """The connectors a cycle runs: the named ones, or every enabled one."""
@@ -184,31 +231,56 @@ class SyncEngine:
         *,
         full: bool = False,
         dry_run: bool = False,
+        push: bool = True,
+        apply_large: bool = False,
     ) -> CycleResult:
-        """Pull every selected connector once; never raises for a connector's failure."""
+        """Pull every selected connector, let stages catch up, then write back.
+
+        Never raises for one connector's failure. Pushes wait for every pull, since a
+        customer's stage depends on what all tools said about them.
+        """
         selected = self.selected(connector_ids)
         redactor = build_redactor(configure_connectors(self.settings, self.registry))
         run_id = str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(run_id=run_id)
+        opened: dict[str, Connector[Any]] = {}
         try:
             results = await asyncio.gather(
-                *(self._run_connector(item, run_id, redactor, full, dry_run) for item in selected)
+                *(
+                    self._pull_connector(item, run_id, redactor, full, dry_run, opened)
+                    for item in selected
+                )
             )
+            cycle = CycleResult(run_id, list(results))
+            for connector in results:
+                for stream in connector.streams:
+                    cycle.dirty_customers |= stream.counts.dirty_customers
+            if self.recompute is not None and not dry_run:
+                await asyncio.to_thread(self.recompute, cycle.dirty_customers)
+            if push:
+                await asyncio.gather(
+                    *(
+                        self._push_connector(
+                            opened[r.connector], r, run_id, redactor, dry_run, apply_large
+                        )
+                        for r in results
+                        if r.connector in opened and not r.pull_failed
+                    )
+                )
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
-        cycle = CycleResult(run_id, list(results))
-        for connector in results:
-            for stream in connector.streams:
-                cycle.dirty_customers |= stream.counts.dirty_customers
+            for client in opened.values():
+                await client.http.aclose()
         return cycle
 
-    async def _run_connector(
+    async def _pull_connector(
         self,
         item: ConfiguredConnector,
         run_id: str,
         redactor: Redactor,
         full: bool,
         dry_run: bool,
+        opened: dict[str, Connector[Any]],
     ) -> ConnectorResult:
         result = ConnectorResult(item.connector_id)
         if not item.ok:
@@ -219,24 +291,87 @@ class SyncEngine:
         except Exception as exc:  # a plugin's own set-up code failed
             result.error = redactor.text(f"{type(exc).__name__}: {exc}")
             return result
-        try:
-            if not dry_run:
-                await asyncio.to_thread(
-                    mark_interrupted, self.engine, item.connector_id, self.now()
+        opened[item.connector_id] = connector
+        if not dry_run:
+            now = self.now()
+            await asyncio.to_thread(mark_interrupted, self.engine, item.connector_id, now)
+        for stream in STREAMS:
+            if STREAM_CAPABILITY[stream] in connector.capabilities:
+                result.streams.append(
+                    await self._run_stream(connector, stream, run_id, redactor, full, dry_run)
                 )
-            for stream in STREAMS:
-                if STREAM_CAPABILITY[stream] in connector.capabilities:
-                    result.streams.append(
-                        await self._run_stream(connector, stream, run_id, redactor, full, dry_run)
-                    )
-        finally:
-            await connector.http.aclose()
         return result
+
+    async def _push_connector(
+        self,
+        connector: Connector[Any],
+        result: ConnectorResult,
+        run_id: str,
+        redactor: Redactor,
+        dry_run: bool,
+        apply_large: bool,
+    ) -> None:
+        config = self.settings.connectors[connector.connector_id]
+        caps = connector.capabilities
+        can_tag, can_field = Capability.TAG_PUSH in caps, Capability.FIELD_PUSH in caps
+        mapping = config.push
+        use_tags = can_tag if mapping.tags is None else mapping.tags and can_tag
+        use_fields = (can_field and not can_tag) if mapping.fields is None else mapping.fields
+        use_fields = use_fields and can_field
+        if not mapping.enabled or not (use_tags or use_fields):
+            return
+        target = PushTarget(
+            connector.connector_id, mapping, self.settings.tag_prefix, use_tags, use_fields
+        )
+        now = self.now()
+        plan = await asyncio.to_thread(self._plan, target, now)
+        push = PushResult(
+            connector.connector_id, plan, max_batch=connector.max_push_batch, dry_run=dry_run
+        )
+        result.push = push
+        if dry_run or plan.changes == 0:
+            return
+        if plan.held(mapping.max_change_share) and not apply_large:
+            push.held = True
+            log.warning(
+                "push.held", connector=connector.connector_id, changes=plan.changes_to_tagged,
+                tagged=plan.tagged_before, share=round(plan.change_share(), 3),
+                limit=mapping.max_change_share,
+            )  # fmt: skip
+            return
+        row_id = await asyncio.to_thread(
+            start_stream_run, self.engine, run_id=run_id, connector=connector.connector_id,
+            stream="push", now=now,
+        )  # fmt: skip
+        before = connector.http.stats.snapshot()
+        executor = PushExecutor(
+            self.engine, connector, target, now=now, redactor=redactor, lock=self.writer.lock
+        )
+        try:
+            push.counts = await executor.run()
+        except Exception as exc:  # isolation: the tool refused us; the others go on
+            push.counts = executor.counts
+            push.error = redactor.text(f"{type(exc).__name__}: {exc}")
+            log.warning("push.failed", connector=connector.connector_id, error=push.error,
+                        exc_info=not _expected(exc))  # fmt: skip
+        stats = connector.http.stats
+        push.api_calls = stats.api_calls - before.api_calls
+        push.throttled = stats.throttled - before.throttled
+        delta = HttpStats(push.api_calls, stats.retries - before.retries, push.throttled)
+        await asyncio.to_thread(
+            finish_push_run, self.engine, row_id, status=push.status, now=self.now(),
+            http=delta, counts=push.counts, error=push.error,
+        )  # fmt: skip
+
+    def _plan(self, target: PushTarget, now: datetime) -> PushPlan:
+        with self.engine.connect() as conn:
+            return plan_push(conn, target, now)
 
     def _identity_context(self, source: str) -> Callable[[datetime], IdentityContext]:
         def build(now: datetime) -> IdentityContext:
+            settings = self.settings
             return IdentityContext(
-                source, self.settings.identity, self.settings.default_region, now
+                source, settings.identity, settings.default_region, now, settings.tag_prefix
             )
 
         return build

@@ -96,7 +96,7 @@ async def test_429_retry_after_as_http_date(
 
 async def test_429_holds_the_limiter_for_concurrent_requests(acme_api: respx.MockRouter) -> None:
     clock = VirtualClock()
-    limiter = SlidingWindow(100, 10, clock=clock)
+    limiter = SlidingWindow(100, 10, skew=0.0, clock=clock)
     acme_api.get("/v2/contacts").mock(
         side_effect=[httpx.Response(429, headers={"Retry-After": "5"}), httpx.Response(200)]
     )

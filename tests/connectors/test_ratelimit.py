@@ -20,7 +20,7 @@ from clm_hub.testing import VirtualClock
 
 async def test_sliding_window_lets_the_limit_through_without_waiting() -> None:
     clock = VirtualClock()
-    window = SlidingWindow(10, 10.0, clock=clock)
+    window = SlidingWindow(10, 10.0, skew=0.0, clock=clock)
     for _ in range(10):
         await window.acquire()
     assert clock.slept == 0
@@ -28,7 +28,7 @@ async def test_sliding_window_lets_the_limit_through_without_waiting() -> None:
 
 async def test_sliding_window_waits_for_the_oldest_request_to_leave() -> None:
     clock = VirtualClock()
-    window = SlidingWindow(10, 10.0, clock=clock)
+    window = SlidingWindow(10, 10.0, skew=0.0, clock=clock)
     for _ in range(10):
         await window.acquire()
         clock.advance(0.5)
@@ -38,7 +38,7 @@ async def test_sliding_window_waits_for_the_oldest_request_to_leave() -> None:
 
 async def test_sliding_window_rate_over_many_requests_matches_the_limit() -> None:
     clock = VirtualClock()
-    window = SlidingWindow(100, 10.0, clock=clock)
+    window = SlidingWindow(100, 10.0, skew=0.0, clock=clock)
     for _ in range(1000):
         await window.acquire()
     # 1000 requests at 100 per 10 s: the last one goes at t=90 s.
@@ -47,7 +47,7 @@ async def test_sliding_window_rate_over_many_requests_matches_the_limit() -> Non
 
 async def test_headroom_leaves_a_share_for_other_apps() -> None:
     clock = VirtualClock()
-    window = SlidingWindow(100, 10.0, headroom=0.2, clock=clock)
+    window = SlidingWindow(100, 10.0, headroom=0.2, skew=0.0, clock=clock)
     assert window.allowance == 80
     for _ in range(80):
         await window.acquire()
@@ -64,7 +64,7 @@ async def test_window_limit_header_replaces_the_configured_limit() -> None:
 
 async def test_concurrent_acquires_never_exceed_the_window() -> None:
     clock = VirtualClock()
-    window = SlidingWindow(5, 1.0, clock=clock)
+    window = SlidingWindow(5, 1.0, skew=0.0, clock=clock)
     stamps: list[float] = []
 
     async def one() -> None:
@@ -131,7 +131,17 @@ async def test_daily_budget_learns_what_other_apps_spent() -> None:
 
 async def test_composite_applies_every_limit() -> None:
     clock = VirtualClock()
-    limiter = Composite(DailyBudget("hub", 1000, clock=clock), SlidingWindow(2, 1.0, clock=clock))
+    limiter = Composite(
+        DailyBudget("hub", 1000, clock=clock), SlidingWindow(2, 1.0, skew=0.0, clock=clock)
+    )
     for _ in range(3):
         await limiter.acquire()
     assert clock.slept == pytest.approx(1.0)
+
+
+async def test_skew_widens_the_window_so_arrival_delays_never_overrun_the_tool() -> None:
+    clock = VirtualClock()
+    window = SlidingWindow(2, 1.0, skew=0.1, clock=clock)
+    for _ in range(3):
+        await window.acquire()
+    assert clock.now == pytest.approx(1.1)

@@ -163,14 +163,18 @@ class SlidingWindow:
         *,
         headroom: float = 0.0,
         headers: WindowHeaders | None = None,
+        skew: float = 0.05,
         clock: Clock | None = None,
     ) -> None:
+        """``skew`` widens the window by that many seconds: the tool counts a request when
+        it arrives, a little after we send it, so a window exactly as wide as the tool's
+        would now and then put one request too many into the tool's window."""
         if limit <= 0 or window <= 0:
             raise ValueError("limit and window must be positive")
         if not 0.0 <= headroom < 1.0:
             raise ValueError("headroom is a share between 0 and 1")
         self.limit = limit
-        self.window = window
+        self.window = window + max(0.0, skew)
         self.headroom = headroom
         self._headers = headers
         self._clock = clock or SystemClock()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
 
 __all__ = ["bulk_insert", "bulk_update"]
 
@@ -24,7 +24,17 @@ def _placeholder(conn: Connection) -> str:
 
 
 def _processors(conn: Connection, table: Table, columns: Sequence[str]) -> list[Processor]:
-    return [table.c[name].type.bind_processor(conn.dialect) for name in columns]
+    out: list[Processor] = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON) and conn.dialect.name == "postgresql":
+            # SQLAlchemy adapts JSON for psycopg outside bind processors; do it here.
+            from psycopg.types.json import Json
+
+            out.append(Json)
+        else:
+            out.append(column_type.bind_processor(conn.dialect))
+    return out
 
 
 def _values(

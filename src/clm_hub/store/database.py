@@ -21,17 +21,23 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def open_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Statement parameters are kept out of error messages: they hold customers' data,
+    which must not reach logs or run history.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"database_url {url!r} is not a database URL") from None
     try:
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
+            engine = create_engine(
+                parsed, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
+            )
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **kwargs)
     except NoSuchModuleError:
         raise ConfigError(
             f"database_url uses {parsed.drivername!r}, which is not installed "

@@ -264,25 +264,33 @@ class ErasureTombstone(_Base, table=True):
 
 
 class PushState(_Base, table=True):
-    """What the hub last pushed successfully to one tool for one customer."""
+    """What the hub last pushed successfully to one record in one tool, and retry state.
+
+    Keyed by the tool's record, not the customer: a person may have two records in one
+    tool, and a merge of customers then only re-points ``customer_id``.
+    """
 
     __tablename__ = "push_state"
 
     connector: str = Field(sa_column=Column(String(64), primary_key=True))
-    customer_id: int = Field(
-        sa_column=Column(ID, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
-    )
-    external_id: str = Field(max_length=255)
+    external_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    customer_id: int | None = _customer_fk()
     tags: list[str] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False, default=list)
     )
+    """Owned tags the tool has, as of the last successful push."""
     fields: dict[str, str | None] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict)
     )
+    """Owned fields the tool has, as of the last successful push."""
     pushed_at: datetime | None = _utc()
     attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    """Failed attempts at the change in ``attempted_digest``."""
+    attempted_digest: str | None = Field(default=None, max_length=64)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     next_attempt_at: datetime | None = _utc(index=True)
+    gave_up_at: datetime | None = _utc()
+    """Set after the last allowed attempt; a different desired state is tried afresh."""
 
 
 class SyncCursor(_Base, table=True):
@@ -320,6 +328,12 @@ class SyncRun(_Base, table=True):
     rejected: int = _counter()
     suppressed: int = _counter()
     """Records skipped because they belong to a person who was forgotten."""
+    planned: int = _counter()
+    """Push runs: records with a change to send."""
+    sent: int = _counter()
+    confirmed: int = _counter()
+    failed: int = _counter()
+    batches: int = _counter()
     api_calls: int = _counter()
     retries: int = _counter()
     throttled: int = _counter()
