@@ -63,12 +63,19 @@ class BarProgress:
 @config_option
 @click.option("--connector", "connector_ids", multiple=True, help="Only this connector id.")
 @click.option("--full", is_flag=True, help="Re-read everything instead of resuming.")
-@click.option("--dry-run", is_flag=True, help="Read and compute, write nothing.")
+@click.option("--dry-run", is_flag=True, help="Read and plan, write nothing; print the plan.")
+@click.option(
+    "--apply-large", is_flag=True, help="Let through a push that re-tags many records at once."
+)
 @user_errors
 def sync(
-    config_path: Path | None, connector_ids: tuple[str, ...], full: bool, dry_run: bool
+    config_path: Path | None,
+    connector_ids: tuple[str, ...],
+    full: bool,
+    dry_run: bool,
+    apply_large: bool,
 ) -> None:
-    """Run one pull cycle for every enabled connector (or those named) and exit.
+    """Run one cycle (pull, stages, write-back) for every enabled connector and exit.
 
     Exits 1 when any connector failed, with one line per failure.
     """
@@ -87,10 +94,14 @@ def sync(
                 transient=False,
             ) as bars:
                 progress: ProgressSink = BarProgress(bars)
-                result = _cycle(settings, registry, engine, connector_ids, full, dry_run, progress)
+                result = _cycle(
+                    settings, registry, engine, connector_ids, full, dry_run, apply_large, progress
+                )
         else:
             progress = LogProgress()
-            result = _cycle(settings, registry, engine, connector_ids, full, dry_run, progress)
+            result = _cycle(
+                settings, registry, engine, connector_ids, full, dry_run, apply_large, progress
+            )
     finally:
         engine.dispose()
     _print_cycle(result, dry_run)
@@ -107,10 +118,15 @@ def _cycle(
     connector_ids: tuple[str, ...],
     full: bool,
     dry_run: bool,
+    apply_large: bool,
     progress: ProgressSink,
 ) -> CycleResult:
     hub = SyncEngine(settings, registry, engine, progress=progress)
-    return asyncio.run(hub.run_cycle(list(connector_ids) or None, full=full, dry_run=dry_run))
+    return asyncio.run(
+        hub.run_cycle(
+            list(connector_ids) or None, full=full, dry_run=dry_run, apply_large=apply_large
+        )
+    )
 
 
 def _print_cycle(result: CycleResult, dry_run: bool) -> None:
@@ -131,10 +147,51 @@ def _print_cycle(result: CycleResult, dry_run: bool) -> None:
             )  # fmt: skip
     out = console()
     out.print(table)
+    _print_pushes(result, dry_run)
     partial = [c for c in result.connectors if c.status is RunStatus.PARTIAL]
     if partial:
         out.print("Some records were rejected: `clm-hub status` lists them with reasons.")
     out.print(f"{len(result.dirty_customers):,} customer(s) changed.")
+
+
+def _print_pushes(result: CycleResult, dry_run: bool) -> None:
+    pushes = [c.push for c in result.connectors if c.push is not None]
+    if not pushes:
+        return
+    out = console()
+    table = Table(title="Write-back plan (nothing sent)" if dry_run else "Write-back")
+    for column in ("connector", "status", "to change", "unchanged", "retry later", "given up",
+                   "sent", "confirmed", "failed", "batch fill", "API calls", "429s"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "connector" else "right")
+    for push in pushes:
+        plan, counts = push.plan, push.counts
+        state = "held" if push.held else ("planned" if dry_run else push.status.value)
+        table.add_row(
+            push.connector, state, f"{plan.changes:,}", f"{plan.unchanged:,}",
+            f"{plan.waiting:,}", f"{plan.given_up:,}", f"{counts.sent:,}",
+            f"{counts.confirmed:,}", f"{counts.failed:,}",
+            f"{counts.batch_fill(push.max_batch):.0%}" if counts.batches else "-",
+            f"{push.api_calls:,}", f"{push.throttled:,}",
+        )  # fmt: skip
+    out.print(table)
+    for push in pushes:
+        plan = push.plan
+        if plan.by_kind:
+            kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(plan.by_kind.items()))
+            out.print(f"{push.connector}: {escape(kinds)}")
+        for example in plan.examples:
+            change = example.change
+            parts = [f"+{t}" for t in sorted(change.add_tags)]
+            parts += [f"-{t}" for t in sorted(change.remove_tags)]
+            parts += [f"{k}={v}" for k, v in sorted(change.set_fields.items())]
+            out.print(f"  e.g. {escape(change.external_id)}: {escape(' '.join(parts))}")
+        if push.held:
+            out.print(
+                f"[yellow]{push.connector}: held: this push would change "
+                f"{plan.changes_to_tagged:,} of {plan.tagged_before:,} records the hub already "
+                f"tagged ({plan.change_share():.0%}, above the limit). Check the rules, then run "
+                "`clm-hub sync --apply-large` to send it.[/yellow]"
+            )
 
 
 @click.command()

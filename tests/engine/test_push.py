@@ -215,3 +215,42 @@ def test_a_forgotten_person_loses_our_tags(box: Box) -> None:
 def test_push_mapping_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="Extra inputs"):
         PushMapping.model_validate({"max_attempt": 3})
+
+
+def test_sync_command_prints_the_plan_and_the_held_hint(
+    store: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from clm_hub.cli import cli
+    from clm_hub.sandbox import serve
+
+    monkeypatch.setenv("COLUMNS", "250")
+    box = Box(store)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "box.py").write_text(
+        "from tests.support.tagbox import register_connectors  # noqa: F401\n"
+    )
+    with serve(tagbox.create_app(box.state)) as url:
+        config = tmp_path / "hub.toml"
+        config.write_text(
+            f'database_url = "{store.url.render_as_string(hide_password=False)}"\n'
+            'plugins_dir = ["plugins"]\nlog_level = "error"\n'
+            f'[connectors.box]\nplugin = "tagbox"\napi_key = "k-123456"\nbase_url = "{url}"\n'
+        )
+        runner = CliRunner()
+        assert runner.invoke(cli, ["sync", "--config", str(config)]).exit_code == 0
+        everyone(box, "new")
+        dry = runner.invoke(cli, ["sync", "--config", str(config), "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "Write-back plan (nothing sent)" in dry.output
+        assert "add stage tag 30" in dry.output
+        assert "e.g. t0: +clm:stage:new" in dry.output
+        assert box.state.write_calls == 0
+        assert runner.invoke(cli, ["sync", "--config", str(config)]).exit_code == 0
+        everyone(box, "loyal")
+        held = runner.invoke(cli, ["sync", "--config", str(config)])
+        assert "held" in held.output and "--apply-large" in held.output
+        applied = runner.invoke(cli, ["sync", "--config", str(config), "--apply-large"])
+        assert applied.exit_code == 0
+    assert box.state.tags("t1") == ["clm:stage:loyal"]
