@@ -344,11 +344,19 @@ class SyncEngine:
             stream="push", now=now,
         )  # fmt: skip
         before = connector.http.stats.snapshot()
+        if use_fields:
+            try:
+                await connector.prepare_push(
+                    {name: sorted(values) for name, values in plan.field_values.items()}
+                )
+            except Exception as exc:  # the fields cannot be made: nothing can be pushed
+                push.error = redactor.text(f"{type(exc).__name__}: {exc}")
         executor = PushExecutor(
             self.engine, connector, target, now=now, redactor=redactor, lock=self.writer.lock
         )
         try:
-            push.counts = await executor.run()
+            if push.error is None:
+                push.counts = await executor.run()
         except Exception as exc:  # isolation: the tool refused us; the others go on
             push.counts = executor.counts
             push.error = redactor.text(f"{type(exc).__name__}: {exc}")

@@ -173,6 +173,13 @@ class Connector(Generic[SettingsT]):
         """Yield pages of survey answers given since ``since`` (everything when ``None``)."""
         raise NotImplementedError(f"{self.name} does not pull survey responses")
 
+    async def prepare_push(self, field_values: Mapping[str, Sequence[str]]) -> None:
+        """Make sure the owned fields exist and accept these values (e.g. create an
+        enumeration property, add missing options). Called before a cycle's first push to
+        fields; must be idempotent. Raise ``RequestRejected`` saying what to create by
+        hand when the API does not allow it."""
+        return None
+
     async def push(self, changes: Sequence[PushChange]) -> Sequence[PushOutcome]:
         """Apply up to ``max_push_batch`` changes; return one outcome per change."""
         raise NotImplementedError(f"{self.name} does not push")

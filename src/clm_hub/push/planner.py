@@ -61,6 +61,8 @@ class PushPlan:
     tagged_before: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     examples: list[PlannedChange] = field(default_factory=list)
+    field_values: dict[str, set[str]] = field(default_factory=dict)
+    """Every value the owned fields will take, so the tool's fields can accept them."""
 
     def change_share(self) -> float:
         """The share of already-tagged records this plan would change."""
@@ -178,6 +180,9 @@ def plan_push(
         for name in change.set_fields:
             kind = f"set {name}"
             plan.by_kind[kind] = plan.by_kind.get(kind, 0) + 1
+        for name, value in planned.desired.fields.items():
+            if value:
+                plan.field_values.setdefault(name, set()).update(value.split(";"))
         if len(plan.examples) < examples:
             plan.examples.append(planned)
     return plan
