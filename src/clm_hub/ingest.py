@@ -24,6 +24,7 @@ from clm_hub.linking import (
     chunks,
     content_hash,
     ingest_contacts,
+    known_identities,
     mark_dirty,
     order_t,
     response_t,
@@ -177,7 +178,7 @@ def _ingest_facts(
             existing[ext] = (row_id, digest, customer)
 
     work: list[tuple[Any, str, str | None]] = []  # (record, digest, customer reference)
-    references: dict[str, ContactRecord] = {}
+    references: dict[str, str | None] = {}  # customer reference -> email on the record
     for record in latest.values():
         digest = content_hash(record)
         known = existing.get(record.external_id)
@@ -187,12 +188,19 @@ def _ingest_facts(
         email = normalise_email(record.email, ctx.rules)
         reference = record.customer_external_id or (f"guest:{email}" if email else None)
         if reference is not None and reference not in references:
-            references[reference] = ContactRecord(external_id=reference, email=record.email)
+            references[reference] = record.email
         work.append((record, digest, reference))
     if not work:
         return counts
 
-    linked = ingest_contacts(conn, ctx, list(references.values()), placeholders=True)
+    linked_before = known_identities(conn, ctx.source, references)
+    missing = [
+        ContactRecord(external_id=ext, email=email)
+        for ext, email in references.items()
+        if ext not in linked_before
+    ]
+    linked = ingest_contacts(conn, ctx, missing, placeholders=True)
+    linked.customer_by_external_id.update(linked_before)
     counts.dirty_customers |= linked.dirty_customers
     counts.merges += linked.merges
     new_rows: list[dict[str, Any]] = []

@@ -46,6 +46,7 @@ __all__ = [
     "chunks",
     "content_hash",
     "ingest_contacts",
+    "known_identities",
     "mark_dirty",
     "merge_customers",
     "tombstone_hash",
@@ -88,9 +89,13 @@ def contact_hash(record: ContactRecord, tag_prefix: str) -> str:
     newer ``updated_at``). Leaving both out makes such an echo cost nothing and trigger
     nothing; a change to anything else, foreign tags included, still counts.
     """
-    foreign = tuple(t for t in record.tags if not t.startswith(f"{tag_prefix}:"))
-    content = record.model_copy(update={"tags": foreign, "updated_at": None})
-    return content_hash(content)
+    owned = f"{tag_prefix}:"
+    content = (
+        record.external_id, record.email, record.phone, record.first_name, record.last_name,
+        record.created_at, record.marketing_consent, record.acquisition_channel,
+        record.deleted, tuple(t for t in record.tags if not t.startswith(owned)),
+    )  # fmt: skip
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
 
 
 def tombstone_hash(value: str) -> str:
@@ -462,7 +467,36 @@ def refresh_customers(conn: Connection, customer_ids: set[int], ctx: IdentityCon
     bulk_update(conn, customer_t, rows)
 
 
+def known_identities(
+    conn: Connection, source: str, external_ids: Iterable[str]
+) -> dict[str, int | None]:
+    """The customer of each already-known record of ``source`` among ``external_ids``."""
+    found: dict[str, int | None] = {}
+    for batch in chunks(external_ids):
+        for ext, customer in conn.execute(
+            select(identity_t.c.external_id, identity_t.c.customer_id).where(
+                identity_t.c.source == source, identity_t.c.external_id.in_(batch)
+            )
+        ):
+            found[ext] = customer
+    return found
+
+
 def mark_dirty(conn: Connection, customer_ids: set[int], now: datetime) -> None:
-    """Note that customers' data changed, so stages are recomputed for them."""
+    """Note that customers' data changed, so stages are recomputed for them.
+
+    A customer whose change is already pending (changed after its stage was last
+    computed, or never computed) is left alone: no write for every order of a big page.
+    """
+    computed = (
+        select(state_t.c.customer_id)
+        .where(
+            state_t.c.customer_id == customer_t.c.id,
+            state_t.c.computed_at >= customer_t.c.updated_at,
+        )
+        .exists()
+    )
     for batch in chunks(customer_ids):
-        conn.execute(update(customer_t).where(customer_t.c.id.in_(batch)).values(updated_at=now))
+        conn.execute(
+            update(customer_t).where(customer_t.c.id.in_(batch), computed).values(updated_at=now)
+        )
