@@ -1,0 +1,417 @@
+"""The simulated HubSpot portal's data: what tests and the demo seed and inspect.
+
+``HubSpotState`` holds contacts, deals and orders with their properties and timestamps,
+associations, contact property definitions, credentials (private-app tokens, OAuth apps and
+issued tokens), rate-limit counters and a log of every request. The simulator app
+(``simulator.py``) serves it over HTTP; its handlers and the test thread share it under
+``lock``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+__all__ = [
+    "DEFAULT_CLIENT_SECRET",
+    "DEFAULT_TOKEN",
+    "OBJECT_TYPES",
+    "Admission",
+    "HubSpotState",
+    "RateLimits",
+    "RecordedRequest",
+    "SimObject",
+    "SimOption",
+    "SimProperty",
+    "format_timestamp",
+]
+
+DEFAULT_TOKEN = "pat-na1-00000000-0000-4000-8000-000000000001"
+DEFAULT_CLIENT_SECRET = "sim-app-client-secret-0001"
+OBJECT_TYPES: Mapping[str, str] = {
+    "contacts": "contacts",
+    "contact": "contacts",
+    "0-1": "contacts",
+    "deals": "deals",
+    "deal": "deals",
+    "0-3": "deals",
+    "orders": "orders",
+    "order": "orders",
+}
+MODIFIED_PROPERTY: Mapping[str, str] = {
+    "contacts": "lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+    "orders": "hs_lastmodifieddate",
+}
+CREATED_PROPERTY: Mapping[str, str] = {
+    "contacts": "createdate",
+    "deals": "createdate",
+    "orders": "hs_createdate",
+}
+# Association type ids: deal->contact 3 and contact->deal 4 are documented; the order ones
+# are not (hubspot.md section 3) and made up here.
+ASSOCIATION_TYPE_IDS: Mapping[tuple[str, str], int] = {
+    ("deals", "contacts"): 3,
+    ("contacts", "deals"): 4,
+    ("orders", "contacts"): 507,
+    ("contacts", "orders"): 508,
+}
+LIFECYCLE_STAGES = (
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
+)
+
+
+def format_timestamp(value: datetime) -> str:
+    """HubSpot's datetime format: ISO-8601 in UTC with milliseconds and ``Z``."""
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+@dataclass
+class SimObject:
+    """One CRM record; ``properties`` hold HubSpot's string values."""
+
+    id: int
+    properties: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    archived: bool = False
+
+
+@dataclass
+class SimOption:
+    label: str
+    value: str
+    display_order: int
+    hidden: bool = False
+
+
+@dataclass
+class SimProperty:
+    """A contact property definition."""
+
+    name: str
+    label: str
+    type: str
+    field_type: str
+    group_name: str
+    description: str = ""
+    options: list[SimOption] = field(default_factory=list)
+    read_only: bool = False
+
+    @property
+    def option_values(self) -> list[str]:
+        return [option.value for option in self.options]
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """The simulated account's limits (hubspot.md section 5)."""
+
+    burst_limit: int = 100
+    burst_window_s: float = 10.0
+    daily_limit: int = 250_000
+    search_per_second: int = 5
+    enforce: bool = True
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the simulator answered, for tests to inspect."""
+
+    method: str
+    path: str
+    query: str
+    body: bytes
+    status: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The rate limiter's verdict on one request."""
+
+    policy: str | None
+    """``None`` when admitted, else the 429's ``policyName``."""
+    headers: Mapping[str, str]
+
+
+def _default_properties() -> dict[str, SimProperty]:
+    def text(name: str, *, read_only: bool = False) -> SimProperty:
+        return SimProperty(name, name, "string", "text", "contactinformation", read_only=read_only)
+
+    props = {
+        name: text(name)
+        for name in ("email", "firstname", "lastname", "phone", "mobilephone", "hs_email_optout")
+    }
+    for name in ("createdate", "lastmodifieddate", "hs_object_id"):
+        props[name] = text(name, read_only=True)
+    props["lifecyclestage"] = SimProperty(
+        "lifecyclestage",
+        "Lifecycle stage",
+        "enumeration",
+        "radio",
+        "contactinformation",
+        options=[
+            SimOption(value.capitalize(), value, order)
+            for order, value in enumerate(LIFECYCLE_STAGES)
+        ],
+    )
+    return props
+
+
+class HubSpotState:
+    """Everything the simulated portal knows. Thread-safe through ``lock``."""
+
+    def __init__(
+        self,
+        *,
+        private_app_tokens: Iterable[str] = (DEFAULT_TOKEN,),
+        client_secret: str = DEFAULT_CLIENT_SECRET,
+        rate_limits: RateLimits | None = None,
+        search_result_cap: int = 10_000,
+        invalid_option_rejects_batch: bool = True,
+        token_lifetime_s: int = 1800,
+        timeout_delay_s: float = 30.0,
+        portal_id: int = 1234567,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.private_app_tokens = set(private_app_tokens)
+        self.client_secret = client_secret
+        """The app's client secret: signs webhook deliveries (``simulator.signed_delivery``)."""
+        self.rate_limits = rate_limits or RateLimits()
+        self.search_result_cap = search_result_cap
+        self.invalid_option_rejects_batch = invalid_option_rejects_batch
+        """True: one invalid enumeration value fails a batch update with 400 (as HubSpot
+        does); False: it is reported per record in a 207."""
+        self.token_lifetime_s = token_lifetime_s
+        self.timeout_delay_s = timeout_delay_s
+        self.portal_id = portal_id
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.objects: dict[str, dict[int, SimObject]] = {t: {} for t in MODIFIED_PROPERTY}
+        self.associations: dict[tuple[str, str], dict[int, set[int]]] = {}
+        self.properties: dict[str, SimProperty] = _default_properties()
+        self.groups: dict[str, str] = {"contactinformation": "Contact information"}
+        self.oauth_apps: dict[str, str] = {}
+        self.refresh_tokens: dict[str, str] = {}
+        self.access_tokens: dict[str, float] = {}
+        self.requests: list[RecordedRequest] = []
+        self.throttled: Counter[str] = Counter()
+        self.daily_used = 0
+        self._burst: deque[float] = deque()
+        self._search: deque[float] = deque()
+        self._next_id = 100
+
+    # -- time and ids ---------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    # -- seeding --------------------------------------------------------------------------
+
+    def add_object(
+        self,
+        object_type: str,
+        properties: Mapping[str, str],
+        *,
+        modified_at: datetime | None = None,
+        created_at: datetime | None = None,
+        object_id: int | None = None,
+    ) -> str:
+        """Create a record of ``contacts``, ``deals`` or ``orders``; returns its id."""
+        kind = OBJECT_TYPES[object_type]
+        with self.lock:
+            ident = object_id if object_id is not None else self._new_id()
+            self._next_id = max(self._next_id, ident)
+            modified = modified_at or self.now()
+            created = created_at or modified
+            props = dict(properties)
+            props[CREATED_PROPERTY[kind]] = format_timestamp(created)
+            props[MODIFIED_PROPERTY[kind]] = format_timestamp(modified)
+            props["hs_object_id"] = str(ident)
+            self.objects[kind][ident] = SimObject(ident, props, created, modified)
+            return str(ident)
+
+    def add_contact(
+        self,
+        email: str | None = None,
+        *,
+        firstname: str | None = None,
+        lastname: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        modified_at: datetime | None = None,
+        created_at: datetime | None = None,
+    ) -> str:
+        props = {
+            k: v
+            for k, v in {"email": email, "firstname": firstname, "lastname": lastname}.items()
+            if v is not None
+        }
+        props.update(properties or {})
+        return self.add_object("contacts", props, modified_at=modified_at, created_at=created_at)
+
+    def add_deal(
+        self,
+        *,
+        amount: str | None,
+        currency: str | None = "EUR",
+        stage: str = "closedwon",
+        closed_at: datetime | None = None,
+        contact_id: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        modified_at: datetime | None = None,
+    ) -> str:
+        won = stage == "closedwon"
+        props = {
+            "dealname": "Order",
+            "dealstage": stage,
+            "pipeline": "default",
+            "hs_is_closed_won": "true" if won else "false",
+            "hs_is_closed": "true" if stage in ("closedwon", "closedlost") else "false",
+        }
+        if amount is not None:
+            props["amount"] = amount
+        if currency is not None:
+            props["deal_currency_code"] = currency
+        if closed_at is not None:
+            props["closedate"] = format_timestamp(closed_at)
+        props.update(properties or {})
+        ident = self.add_object("deals", props, modified_at=modified_at)
+        if contact_id is not None:
+            self.associate("deals", ident, "contacts", contact_id)
+        return ident
+
+    def add_order(
+        self,
+        *,
+        total: str,
+        currency: str = "EUR",
+        contact_id: str | None = None,
+        properties: Mapping[str, str] | None = None,
+        modified_at: datetime | None = None,
+    ) -> str:
+        props = {"hs_order_name": "Order", "hs_total_price": total, "hs_currency_code": currency}
+        props.update(properties or {})
+        ident = self.add_object("orders", props, modified_at=modified_at)
+        if contact_id is not None:
+            self.associate("orders", ident, "contacts", contact_id)
+        return ident
+
+    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+        """Link two records (both directions, as HubSpot does)."""
+        a, b = OBJECT_TYPES[from_type], OBJECT_TYPES[to_type]
+        with self.lock:
+            self.associations.setdefault((a, b), {}).setdefault(int(from_id), set()).add(int(to_id))
+            self.associations.setdefault((b, a), {}).setdefault(int(to_id), set()).add(int(from_id))
+
+    def update_object(
+        self,
+        object_type: str,
+        object_id: str,
+        properties: Mapping[str, str],
+        *,
+        modified_at: datetime | None = None,
+    ) -> None:
+        """Change properties as a HubSpot user would; bumps the last-modified date."""
+        kind = OBJECT_TYPES[object_type]
+        with self.lock:
+            obj = self.objects[kind][int(object_id)]
+            obj.properties.update(properties)
+            self.touch(kind, obj, modified_at)
+
+    def touch(self, kind: str, obj: SimObject, modified_at: datetime | None = None) -> None:
+        obj.updated_at = modified_at or self.now()
+        obj.properties[MODIFIED_PROPERTY[kind]] = format_timestamp(obj.updated_at)
+
+    def add_oauth_app(self, client_id: str, client_secret: str, refresh_token: str) -> None:
+        """An installed public app: its credentials and one installation's refresh token."""
+        with self.lock:
+            self.oauth_apps[client_id] = client_secret
+            self.refresh_tokens[refresh_token] = client_id
+
+    def issue_access_token(self) -> tuple[str, int]:
+        """A new OAuth access token (HubSpot's are long; allow >= 300 characters)."""
+        token = "CJT" + secrets.token_urlsafe(240)
+        with self.lock:
+            self.access_tokens[token] = time.monotonic() + self.token_lifetime_s
+        return token, self.token_lifetime_s
+
+    def expire_access_tokens(self) -> None:
+        """Make every issued OAuth access token expired, as if 30 minutes had passed."""
+        with self.lock:
+            past = time.monotonic() - 1
+            self.access_tokens = {token: past for token in self.access_tokens}
+
+    # -- inspection -----------------------------------------------------------------------
+
+    def contact(self, contact_id: str) -> SimObject:
+        with self.lock:
+            return self.objects["contacts"][int(contact_id)]
+
+    def calls(self, path: str, method: str | None = None) -> list[RecordedRequest]:
+        """Requests to ``path`` (exact), optionally of one method."""
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if r.path == path and (method is None or r.method == method)
+            ]
+
+    # -- rate limits ----------------------------------------------------------------------
+
+    def admit(self, *, search: bool, oauth: bool) -> Admission:
+        """Count a request against the limits, or say which limit it hits."""
+        limits = self.rate_limits
+        now = time.monotonic()
+        with self.lock:
+            while self._burst and self._burst[0] <= now - limits.burst_window_s:
+                self._burst.popleft()
+            while self._search and self._search[0] <= now - 1.0:
+                self._search.popleft()
+            policy: str | None = None
+            if limits.enforce:
+                if self.daily_used >= limits.daily_limit:
+                    policy = "DAILY"
+                elif search and len(self._search) >= limits.search_per_second:
+                    policy = "SECONDLY"
+                elif not search and len(self._burst) >= limits.burst_limit:
+                    policy = "TEN_SECONDLY_ROLLING"
+            if policy is None:
+                self.daily_used += 1
+                (self._search if search else self._burst).append(now)
+            else:
+                self.throttled[policy] += 1
+            if search:
+                return Admission(policy, {})  # search answers carry no rate-limit headers
+            headers = {
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(limits.burst_window_s * 1000)),
+                "X-HubSpot-RateLimit-Max": str(limits.burst_limit),
+                "X-HubSpot-RateLimit-Remaining": str(max(0, limits.burst_limit - len(self._burst))),
+            }
+            if not oauth:  # the daily headers are absent for OAuth apps
+                headers["X-HubSpot-RateLimit-Daily"] = str(limits.daily_limit)
+                headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(
+                    max(0, limits.daily_limit - self.daily_used)
+                )
+            return Admission(policy, headers)
+
+    def seconds_ago(self, seconds: float) -> datetime:
+        """A timestamp ``seconds`` before the simulator's now (seeding helper)."""
+        return self.now() - timedelta(seconds=seconds)
