@@ -8,7 +8,8 @@
       StoreError                the canonical store is unreachable or its schema is not current
       ConnectorError            carries the connector name; the tool misbehaved or refused
         AuthError               credentials rejected (401/403); never retried
-        RateLimited             the tool's budget is spent; retried after ``retry_after``
+        RateLimited             the tool's rate limit is hit; retried after ``retry_after``
+          BudgetExhausted       a daily allowance is spent; not retried before it resets
         UpstreamError           5xx, timeout or network failure; retried
         RequestRejected         the tool rejected the request itself (other 4xx); not retried
         MalformedResponse       the tool answered with something that is not what its API says
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BudgetExhausted",
     "ClmHubError",
     "ConfigError",
     "ConnectorError",
@@ -80,6 +82,13 @@ class RateLimited(ConnectorError):
     ) -> None:
         super().__init__(connector, message, status_code=status_code)
         self.retry_after = retry_after
+
+
+class BudgetExhausted(RateLimited):
+    """A daily (or longer) allowance is spent. Retrying within the run only burns time;
+    the next scheduled run after ``retry_after`` seconds picks up."""
+
+    retriable = False
 
 
 class UpstreamError(ConnectorError):

@@ -220,3 +220,19 @@ async def test_rate_limit_headers_pace_the_next_request(acme_api: respx.MockRout
         await client.request("GET", "/v2/contacts")
     assert clock.slept == pytest.approx(4.0)
     assert client.stats.throttled == 0
+
+
+async def test_a_spent_daily_budget_fails_at_once_instead_of_retrying(
+    acme_api: respx.MockRouter,
+) -> None:
+    from clm_hub.connectors.ratelimit import DailyBudget
+    from clm_hub.errors import BudgetExhausted
+
+    clock = VirtualClock()
+    acme_api.get("/v2/contacts").respond(200)
+    async with make_client(clock, DailyBudget("acme", 1, clock=clock)) as client:
+        await client.request("GET", "/v2/contacts")
+        with pytest.raises(BudgetExhausted, match="daily API budget used up"):
+            await client.request("GET", "/v2/contacts")
+    assert client.stats.api_calls == 1
+    assert clock.slept == 0

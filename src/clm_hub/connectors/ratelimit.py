@@ -29,7 +29,7 @@ from typing import Protocol
 
 import httpx
 
-from clm_hub.errors import RateLimited
+from clm_hub.errors import BudgetExhausted
 
 __all__ = [
     "Clock",
@@ -346,7 +346,7 @@ class DailyBudget:
         if self.used + cost > _effective(self.limit, self.headroom):
             now = self._clock.utcnow()
             midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-            raise RateLimited(
+            raise BudgetExhausted(
                 self.connector,
                 f"daily API budget used up ({self.used:.0f} of {self.limit:.0f}, "
                 f"headroom {self.headroom:.0%}); it resets at {midnight:%Y-%m-%d %H:%M} UTC",
