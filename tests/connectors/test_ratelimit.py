@@ -145,3 +145,26 @@ async def test_skew_widens_the_window_so_arrival_delays_never_overrun_the_tool()
     for _ in range(3):
         await window.acquire()
     assert clock.now == pytest.approx(1.1)
+
+
+async def test_rolling_window_counts_other_apps_requests_from_the_remaining_header() -> None:
+    clock = VirtualClock()
+    window = SlidingWindow(10, 10.0, skew=0.0, headers=WindowHeaders(remaining="R"), clock=clock)
+    await window.acquire()
+    window.observe(httpx.Response(200, headers={"R": "4"}))  # we sent 1, the tool counted 6
+    for _ in range(4):
+        await window.acquire()
+    assert clock.slept == 0
+    await window.acquire()  # the 11th in the window waits for the oldest to leave
+    assert clock.now == pytest.approx(10.0)
+
+
+async def test_our_own_requests_spending_a_rolling_window_cause_no_extra_wait() -> None:
+    clock = VirtualClock()
+    window = SlidingWindow(3, 10.0, skew=0.0, headers=WindowHeaders(remaining="R"), clock=clock)
+    for remaining in ("2", "1", "0"):
+        await window.acquire()
+        clock.advance(1.0)
+        window.observe(httpx.Response(200, headers={"R": remaining}))
+    await window.acquire()
+    assert clock.now == pytest.approx(11.0)  # when the first request, answered at 1 s, leaves

@@ -151,9 +151,13 @@ DEFAULT_PENALTY_S = 1.0
 class SlidingWindow:
     """At most ``limit`` cost units in any rolling ``window`` seconds.
 
-    The tool's headers, when named, correct the local count: a lower ``remaining`` than
-    expected (another app spent some) holds requests until the window resets, and a
-    ``limit`` header replaces the configured limit (plans differ; don't hard-code).
+    A request counts from when it is sent until its response arrives, and then from the
+    response on: the tool stamped it somewhere in between, so our window never frees a
+    slot before the tool's does, however long the request took. The tool's headers,
+    when named, correct the count: requests the tool counted that we did not send (other
+    apps on the account) are counted too, a fixed window with a reset time holds requests
+    until the reset when spent, and a ``limit`` header replaces the configured limit
+    (plans differ; don't hard-code).
     """
 
     def __init__(
@@ -178,7 +182,8 @@ class SlidingWindow:
         self.headroom = headroom
         self._headers = headers
         self._clock = clock or SystemClock()
-        self._sent: deque[tuple[float, float]] = deque()
+        self._sent: deque[list[float]] = deque()  # [stamp, cost], oldest first
+        self._pending: deque[list[float]] = deque()  # sent, no response seen yet
         self._used = 0.0
         self._lock = asyncio.Lock()
         self._hold = _Hold(self._clock)
@@ -190,8 +195,22 @@ class SlidingWindow:
 
     def _expire(self, now: float) -> None:
         while self._sent and self._sent[0][0] <= now - self.window:
-            _, cost = self._sent.popleft()
-            self._used -= cost
+            entry = self._sent.popleft()
+            self._used -= entry[1]
+        while self._pending and self._pending[0][0] <= now - self.window:
+            self._pending.popleft()  # no response ever came (network error)
+
+    def _answered(self, now: float) -> None:
+        """Re-stamp the oldest unanswered request at its response time."""
+        if not self._pending:
+            return
+        entry = self._pending.popleft()
+        for index, candidate in enumerate(self._sent):
+            if candidate is entry:  # by identity: equal [stamp, cost] pairs are common
+                del self._sent[index]
+                entry[0] = now
+                self._sent.append(entry)
+                return
 
     async def acquire(self, cost: float = 1.0) -> None:
         cost = min(cost, self.allowance)
@@ -201,13 +220,17 @@ class SlidingWindow:
                 now = self._clock.monotonic()
                 self._expire(now)
                 if self._used + cost <= self.allowance:
-                    self._sent.append((now, cost))
+                    entry = [now, cost]
+                    self._sent.append(entry)
+                    self._pending.append(entry)
                     self._used += cost
                     return
                 oldest = self._sent[0][0]
                 await self._clock.sleep(oldest + self.window - now)
 
     def observe(self, response: httpx.Response) -> None:
+        now = self._clock.monotonic()
+        self._answered(now)
         if self._headers is None:
             return
         limit = _header_float(response.headers, self._headers.limit)
@@ -216,11 +239,19 @@ class SlidingWindow:
         remaining = _header_float(response.headers, self._headers.remaining)
         if remaining is None:
             return
-        reserved = self.limit - self.allowance
-        if remaining <= reserved:
-            reset = _header_float(response.headers, self._headers.reset)
-            wait = self.window if reset is None else reset * self._headers.reset_scale
-            self._hold.extend(max(0.0, wait))
+        reset = _header_float(response.headers, self._headers.reset)
+        if reset is not None:
+            # A fixed window with a known reset: when it is spent, wait for the reset.
+            if remaining <= self.limit - self.allowance:
+                self._hold.extend(max(0.0, reset * self._headers.reset_scale))
+            return
+        # A rolling window without a reset time: requests the tool counted that we did not
+        # send were other apps'. Count them too, so they leave our window when theirs do.
+        self._expire(now)
+        others = (self.limit - remaining) - self._used
+        if others >= 1:
+            self._sent.append([now, others])
+            self._used += others
 
     def penalise(self, retry_after: float | None) -> None:
         self._hold.extend(DEFAULT_PENALTY_S if retry_after is None else retry_after)

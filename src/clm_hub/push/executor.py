@@ -172,20 +172,22 @@ class PushExecutor:
                     "reason": f"gave up after {attempts} attempts: {outcome.reason}",
                     "payload": planned.change.model_dump_json(), "created_at": self.now,
                 })  # fmt: skip
+        landed = [r for r in rows if "tags" in r]
+        failed = [r for r in rows if "tags" not in r]
         with self.lock, self.engine.begin() as conn:
-            for row in rows:
-                conn.execute(_upsert(conn.dialect.name, row))
+            for group in (landed, failed):
+                if group:
+                    conn.execute(_upsert(conn.dialect.name, list(group[0])), group)
             if rejected:
                 conn.execute(insert(rejected_t), rejected)
 
 
-def _upsert(dialect: str, row: dict[str, Any]) -> Any:
-    """Insert a push_state row or update the columns given (both backends speak ON CONFLICT)."""
+def _upsert(dialect: str, columns: list[str]) -> Any:
+    """Insert push_state rows, or update the given columns where the row exists (both
+    backends speak ON CONFLICT); one statement for a whole batch of outcomes."""
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(push_t).values(
-        {"tags": [], "fields": {}, **row} if "tags" not in row else row
-    )
-    updates = {k: statement.excluded[k] for k in row if k not in ("connector", "external_id")}
+    statement = module.insert(push_t)
+    updates = {k: statement.excluded[k] for k in columns if k not in ("connector", "external_id")}
     return statement.on_conflict_do_update(
         index_elements=[push_t.c.connector, push_t.c.external_id], set_=updates
     )
