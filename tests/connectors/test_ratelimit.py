@@ -168,3 +168,12 @@ async def test_our_own_requests_spending_a_rolling_window_cause_no_extra_wait() 
         window.observe(httpx.Response(200, headers={"R": remaining}))
     await window.acquire()
     assert clock.now == pytest.approx(11.0)  # when the first request, answered at 1 s, leaves
+
+
+async def test_token_bucket_never_spins_on_a_rounding_deficit() -> None:
+    clock = VirtualClock()
+    bucket = TokenBucket(1000, 50, clock=clock)
+    for _ in range(200):  # costs that do not add up exactly in binary floating point
+        await bucket.acquire(0.1 * 7)
+    clock.advance(0.3)
+    await asyncio.wait_for(bucket.acquire(1000 - 1e-13), timeout=1)

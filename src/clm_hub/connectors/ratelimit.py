@@ -146,6 +146,8 @@ class _Hold:
 
 
 DEFAULT_PENALTY_S = 1.0
+_EPSILON = 1e-9
+_MIN_WAIT = 1e-6
 
 
 class SlidingWindow:
@@ -309,11 +311,13 @@ class TokenBucket:
             while True:
                 await self._hold.wait()
                 self._refill()
-                if self._available - cost >= self.reserve:
-                    self._available -= cost
+                # A tolerance: float refills can leave a deficit of 1e-15 points, whose
+                # wait is too short to move any clock.
+                if self._available - cost >= self.reserve - _EPSILON:
+                    self._available = max(0.0, self._available - cost)
                     return
                 missing = cost + self.reserve - self._available
-                await self._clock.sleep(missing / self.refill_rate)
+                await self._clock.sleep(max(missing / self.refill_rate, _MIN_WAIT))
 
     def sync(
         self, *, available: float, capacity: float | None = None, refill_rate: float | None = None

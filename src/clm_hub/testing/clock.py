@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 __all__ = ["VirtualClock"]
@@ -25,6 +26,7 @@ class VirtualClock:
         seconds = max(0.0, seconds)
         self.sleeps.append(seconds)
         self.now += seconds
+        await asyncio.sleep(0)  # let other tasks run, as a real sleep would
 
     def advance(self, seconds: float) -> None:
         """Let time pass without anybody sleeping."""
