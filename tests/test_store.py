@@ -148,3 +148,17 @@ def test_naive_timestamps_are_refused(migrated: Engine) -> None:
         session.add(Customer(created_at=datetime(2026, 1, 1), updated_at=NOW))
         with pytest.raises(Exception, match="naive datetime"):
             session.flush()
+
+
+def test_bulk_writes_store_values_exactly_as_the_orm_does(migrated: Engine) -> None:
+    from sqlalchemy import text
+
+    from clm_hub.store.bulk import bulk_insert
+
+    moment = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)  # no microseconds: the tricky case
+    row = {"email": None, "created_at": moment, "updated_at": moment}
+    with migrated.begin() as connection:
+        connection.execute(insert(Customer), [row])
+        bulk_insert(connection, Customer.__table__, [row])  # type: ignore[attr-defined]
+        stored = connection.execute(text("SELECT created_at FROM customer ORDER BY id")).all()
+    assert stored[0] == stored[1]

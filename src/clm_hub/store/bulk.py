@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table
+from sqlalchemy import Connection, Table
 
 __all__ = ["bulk_insert", "bulk_update"]
 
@@ -24,17 +24,10 @@ def _placeholder(conn: Connection) -> str:
 
 
 def _processors(conn: Connection, table: Table, columns: Sequence[str]) -> list[Processor]:
-    out: list[Processor] = []
-    for name in columns:
-        column_type = table.c[name].type
-        if isinstance(column_type, JSON) and conn.dialect.name == "postgresql":
-            # SQLAlchemy adapts JSON for psycopg outside bind processors; do it here.
-            from psycopg.types.json import Json
-
-            out.append(Json)
-        else:
-            out.append(column_type.bind_processor(conn.dialect))
-    return out
+    # dialect_impl: the processor SQLAlchemy itself would use on this backend (e.g. the
+    # exact text format of timestamps on SQLite, psycopg's JSON wrapper on PostgreSQL).
+    dialect = conn.dialect
+    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
 
 
 def _values(
@@ -42,7 +35,11 @@ def _values(
 ) -> list[tuple[Any, ...]]:
     pairs = list(zip(columns, processors, strict=True))
     return [
-        tuple(row[name] if process is None else process(row[name]) for name, process in pairs)
+        tuple(
+            value if process is None or value is None else process(value)
+            for name, process in pairs
+            for value in (row[name],)
+        )
         for row in rows
     ]
 
