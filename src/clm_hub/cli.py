@@ -20,6 +20,7 @@ from clm_hub import __version__
 from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
 from clm_hub.plugins import build_plugin_registry
 from clm_hub.runtime import configure_connectors, load_registry
+from clm_hub.stages.commands import report, stages
 from clm_hub.store import current_revision, head_revision, open_engine, upgrade
 from clm_hub.sync_commands import customers_forget, status, sync
 
@@ -154,8 +155,6 @@ def _not_built(verb: str, issue: int, what: str) -> Callable[..., None]:
 for _verb, _issue, _what in (
     ("demo", 8, "the whole product on simulators, no accounts needed"),
     ("run", 7, "the daemon: schedules, webhooks, health and metrics"),
-    ("stages", 4, "stages with --explain EMAIL and --preview RULES.toml"),
-    ("report", 4, "KPIs per stage, cohorts and CLV"),
 ):
     cli.command(_verb, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         config_option(_not_built(_verb, _issue, _what))
@@ -168,6 +167,8 @@ def customers() -> None:
 
 
 cli.add_command(sync)
+cli.add_command(stages)
+cli.add_command(report)
 cli.add_command(status)
 customers.add_command(customers_forget)
 

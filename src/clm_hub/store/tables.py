@@ -40,6 +40,7 @@ __all__ = [
     "PushState",
     "RejectedRecord",
     "SourceIdentity",
+    "StageCalibration",
     "StageTransition",
     "SurveyResponse",
     "SyncCursor",
@@ -205,6 +206,11 @@ class CustomerState(_Base, table=True):
     orders_count: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default="0")
     )
+    """Paid orders (status paid or partially_refunded) in the main currency."""
+    purchase_days: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
+    """Distinct UTC days with a paid order: same-day orders are one purchase."""
     revenue: Decimal = Field(
         default=Decimal(0), sa_column=Column(Money(), nullable=False, server_default="0")
     )
@@ -365,3 +371,40 @@ class Lease(_Base, table=True):
     holder: str = Field(max_length=128)
     acquired_at: datetime = _utc(nullable=False)
     expires_at: datetime = _utc(nullable=False)
+
+
+class StageCalibration(_Base, table=True):
+    """The windows, RFM thresholds and model fits in force from ``calibrated_at`` on.
+
+    Written at each calibration refresh (a full recompute); the newest row is the one in force.
+    Incremental cycles rescore changed and due customers against it, so a stored stage can
+    always be explained with the numbers it was computed from.
+    """
+
+    __tablename__ = "stage_calibration"
+
+    id: int | None = Field(default=None, sa_column=Column(ID, primary_key=True))
+    calibrated_at: datetime = _utc(nullable=False, index=True)
+    rules_fingerprint: str = Field(max_length=64)
+    """SHA-256 of the stage rules the calibration was made for."""
+    currency: str = Field(max_length=3)
+    """The main currency every amount below is in."""
+    observed_from: datetime | None = _utc()
+    """First paid order in the data: the calibration window is [observed_from, calibrated_at]."""
+    cycle_days: float
+    """Shop purchase cycle in days (median days from first to second purchase day, or set)."""
+    windows: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict)
+    )
+    """Resolved windows in days, with how each was derived."""
+    rfm_thresholds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """R, F, M cut points (``Thresholds.to_dict``); NULL when nobody has bought yet."""
+    bg_nbd: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """Fitted BG/NBD parameters with their time unit; NULL when not fitted (see model_note)."""
+    gamma_gamma: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    model_note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """Why the models are (not) in use: sample size, or the fit error."""
+    details: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict)
+    )
+    """Counts behind the calibration (buyers, orders ignored per other currency, ...)."""

@@ -1,0 +1,376 @@
+"""Recomputing stages: a full recompute and an incremental cycle, through the same code path.
+
+A cycle works on a *scope* of customers: everyone (full), or the customers whose data changed
+(given by the sync engine) plus those whose ``next_due_at`` has come (incremental). For the scope
+it computes features in SQL (:mod:`~clm_hub.stages.features`), evaluates the rules in numpy
+(:mod:`~clm_hub.stages.rules`), writes the outcome into a temporary results table in batches,
+then records every stage change in ``stage_transition`` and upserts ``customer_state`` with two
+set-based statements, all in one transaction. Because an incremental cycle runs exactly the same
+steps as a full one on fewer customers, and ``next_due_at`` is exact, both leave the same stages,
+segments and scores (``tests/stages/test_incremental.py`` checks this with hypothesis).
+
+``stage_since`` and a transition's ``at`` are the ``now`` of the cycle that saw the change.
+``p_alive`` and ``expected_value`` are snapshots as of ``computed_at``: they drift daily, and
+re-evaluating everyone for that would defeat incremental cycles; the day P(alive) crosses the
+at-risk threshold is scheduled exactly, so the stage is never stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+from sqlalchemy import Connection, Engine
+
+from clm_hub.analytics.rfm import slugify
+from clm_hub.errors import StoreError
+from clm_hub.stages.calibration import (
+    Calibration,
+    calibrate,
+    load_calibration,
+    refresh_due,
+    resolve_money,
+    save_calibration,
+)
+from clm_hub.stages.config import NPS_CLASSES, StageRules, load_segment_map_for
+from clm_hub.stages.features import (
+    FEATURES_TABLE,
+    SCOPE_TABLE,
+    FeatureFrame,
+    MoneySpec,
+    build_features,
+    currency_counts,
+    drop_features,
+    read_features,
+)
+from clm_hub.stages.rules import Evaluation, RuleContext, evaluate
+from clm_hub.stages.sql import Backend, today
+from clm_hub.store.types import MONEY_SCALE
+
+__all__ = [
+    "CycleResult",
+    "compute_features",
+    "recompute_full",
+    "recompute_incremental",
+    "run_stage_cycle",
+]
+
+RESULTS_TABLE: Final = "_stage_results"
+SQLITE_CACHE_KIB: Final = 1_000_000
+"""Page cache for a recompute on SQLite (KiB): big enough to sort a large store in memory."""
+SQLITE_MMAP_BYTES: Final = 1 << 34
+"""Memory-map up to 16 GiB of the SQLite file during incremental cycles (see _tuned)."""
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one stage cycle did."""
+
+    mode: Literal["full", "incremental"]
+    now: dt.datetime
+    calibration_id: int | None
+    recalibrated: bool
+    customers: int
+    """Customers recomputed."""
+    changed_given: int
+    due: int
+    """Customers picked because their next_due_at had come (incremental only)."""
+    transitions: int
+    seconds: float
+
+    def summary(self) -> str:
+        what = "full recompute" + (" with a new calibration" if self.recalibrated else "")
+        if self.mode == "incremental":
+            what = f"incremental cycle ({self.changed_given} changed, {self.due} due)"
+        return (
+            f"{what}: {self.customers:,} customers recomputed, {self.transitions:,} stage "
+            f"changes, {self.seconds:.2f} s"
+        )
+
+
+def run_stage_cycle(
+    engine: Engine,
+    rules: StageRules,
+    *,
+    now: dt.datetime,
+    changed_customer_ids: Iterable[int] = (),
+) -> CycleResult:
+    """The call after each ingest: incremental, or full when the calibration must be refreshed.
+
+    ``changed_customer_ids``: customers whose orders, survey answers or record changed (merged
+    or deleted customers included) since the last cycle. A refresh is due when there is no
+    calibration yet, the rules changed, or ``[calibration] refresh_every`` has passed.
+    """
+    with engine.connect() as connection:
+        calibration = load_calibration(connection, rules)
+    if refresh_due(calibration, rules, now):
+        return recompute_full(engine, rules, now=now, recalibrate=True)
+    return recompute_incremental(engine, rules, now=now, changed_customer_ids=changed_customer_ids)
+
+
+def recompute_full(
+    engine: Engine, rules: StageRules, *, now: dt.datetime, recalibrate: bool = True
+) -> CycleResult:
+    """Recompute every customer; with ``recalibrate`` also refresh windows, thresholds, fits."""
+    started = time.perf_counter()
+    with engine.begin() as connection, _tuned(connection) as db:
+        calibration = None if recalibrate else _calibration_or_fail(connection, rules)
+        if calibration is None:
+            counts = currency_counts(db)
+            money = resolve_money(rules, counts)
+        else:
+            money = calibration.money
+        build_features(db, money, scoped=False)
+        features = read_features(db)
+        if calibration is None:
+            fresh = calibrate(features, rules, now=now, money=money, currency_counts=counts)
+            calibration = save_calibration(connection, fresh)
+        transitions = _evaluate_and_write(db, features, rules, calibration, now)
+        drop_features(db)
+    return CycleResult(
+        mode="full",
+        now=now,
+        calibration_id=calibration.id,
+        recalibrated=recalibrate,
+        customers=len(features),
+        changed_given=0,
+        due=0,
+        transitions=transitions,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def recompute_incremental(
+    engine: Engine,
+    rules: StageRules,
+    *,
+    now: dt.datetime,
+    changed_customer_ids: Iterable[int],
+) -> CycleResult:
+    """Recompute the changed customers and those due by ``now``, against the stored calibration."""
+    started = time.perf_counter()
+    changed = sorted({int(i) for i in changed_customer_ids})
+    with engine.begin() as connection, _tuned(connection, scoped=True) as db:
+        calibration = _calibration_or_fail(connection, rules)
+        db.create_temp(SCOPE_TABLE, "customer_id BIGINT NOT NULL", "customer_id")
+        db.executemany(
+            f"INSERT INTO {SCOPE_TABLE} (customer_id) VALUES (?)", ((i,) for i in changed)
+        )
+        due = db.execute(
+            f"INSERT INTO {SCOPE_TABLE} (customer_id) SELECT customer_id FROM customer_state "
+            "WHERE next_due_at <= ? ON CONFLICT (customer_id) DO NOTHING",
+            (db.time_value(now),),
+        )
+        build_features(db, calibration.money, scoped=True)
+        features = read_features(db)
+        transitions = _evaluate_and_write(db, features, rules, calibration, now)
+        drop_features(db)
+        db.drop_temp(SCOPE_TABLE)
+    return CycleResult(
+        mode="incremental",
+        now=now,
+        calibration_id=calibration.id,
+        recalibrated=False,
+        customers=len(features),
+        changed_given=len(changed),
+        due=max(due, 0),
+        transitions=transitions,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def compute_features(
+    connection: Connection, money: MoneySpec, customer_ids: Sequence[int] | None = None
+) -> FeatureFrame:
+    """Features of some customers (or all), without writing anything (explain, preview)."""
+    db = Backend(connection)
+    scoped = customer_ids is not None
+    if customer_ids is not None:
+        db.create_temp(SCOPE_TABLE, "customer_id BIGINT NOT NULL", "customer_id")
+        db.executemany(
+            f"INSERT INTO {SCOPE_TABLE} (customer_id) VALUES (?)",
+            ((i,) for i in sorted(set(customer_ids))),
+        )
+    try:
+        build_features(db, money, scoped=scoped)
+        return read_features(db)
+    finally:
+        drop_features(db)
+        if scoped:
+            db.drop_temp(SCOPE_TABLE)
+
+
+def _calibration_or_fail(connection: Connection, rules: StageRules) -> Calibration:
+    calibration = load_calibration(connection, rules)
+    if calibration is None:
+        raise StoreError(
+            "no stage calibration yet: run a full recompute first (`clm-hub stages --recompute "
+            "--full`, or run_stage_cycle, which does so by itself)"
+        )
+    return calibration
+
+
+class _tuned:
+    """SQLite settings for one recompute, restored afterwards.
+
+    A full recompute gets a large page cache (its sort of all orders then stays in memory); an
+    incremental one memory-maps the file instead, because it reads a few rows from many pages
+    and each cold page read through the cache is a system call.
+    """
+
+    def __init__(self, connection: Connection, *, scoped: bool = False) -> None:
+        self.db = Backend(connection)
+        self.scoped = scoped
+        self.previous: list[tuple[str, int]] = []
+
+    def __enter__(self) -> Backend:
+        if self.db.sqlite:
+            pragmas = {"mmap_size": SQLITE_MMAP_BYTES} if self.scoped else {}
+            pragmas.setdefault("cache_size", -SQLITE_CACHE_KIB)
+            for name, value in pragmas.items():
+                rows = self.db.fetch_rows(f"PRAGMA {name}")  # no row: in-memory database
+                if rows:
+                    self.previous.append((name, int(rows[0][0])))
+                    self.db.execute(f"PRAGMA {name} = {value}")
+        return self.db
+
+    def __exit__(self, *exc: object) -> None:
+        for name, value in self.previous:
+            self.db.execute(f"PRAGMA {name} = {value}")
+
+
+def _evaluate_and_write(
+    db: Backend,
+    features: FeatureFrame,
+    rules: StageRules,
+    calibration: Calibration,
+    now: dt.datetime,
+) -> int:
+    """Evaluate the customers in ``_stage_features`` and store the outcome; returns changes."""
+    context = RuleContext(rules, calibration, load_segment_map_for(rules), today(now))
+    evaluation = evaluate(features, context)
+    stages = list(rules.stages)
+    stage_code = np.array([stages.index(rule.stage) for rule in rules.rules])[evaluation.rule_index]
+    cases = " ".join(f"WHEN '{stage}' THEN {k}" for k, stage in enumerate(stages))
+    previous = db.fetch_floats(
+        f"SELECT CASE s.stage {cases} ELSE -1 END FROM {FEATURES_TABLE} AS f "
+        "LEFT JOIN customer_state AS s ON s.customer_id = f.customer_id ORDER BY f.customer_id"
+    )
+    previous_code = previous[:, 0] if previous.size else np.zeros(0)
+    changed = ~(previous_code == stage_code)  # NaN (no state yet) counts as a change
+
+    db.create_temp(
+        RESULTS_TABLE,
+        "customer_id BIGINT NOT NULL, stage VARCHAR(32) NOT NULL, changed SMALLINT NOT NULL, "
+        "reason TEXT, rfm_r SMALLINT, rfm_f SMALLINT, rfm_m SMALLINT, p_alive DOUBLE PRECISION, "
+        f"expected_value BIGINT, next_due_at {db.timestamp_type}, segments TEXT NOT NULL, "
+        "explanation TEXT NOT NULL, nps_class VARCHAR(16)",
+        "customer_id",
+    )
+    db.executemany(
+        f"INSERT INTO {RESULTS_TABLE} (customer_id, stage, changed, reason, rfm_r, rfm_f, rfm_m, "
+        "p_alive, expected_value, next_due_at, segments, explanation, nps_class) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _result_rows(db, evaluation, stages, stage_code, changed, calibration),
+    )
+    moment = db.time_value(now)
+    transitions = db.execute(
+        "INSERT INTO stage_transition (customer_id, from_stage, to_stage, at, reason) "
+        f"SELECT r.customer_id, s.stage, r.stage, ?, r.reason FROM {RESULTS_TABLE} AS r "
+        "LEFT JOIN customer_state AS s ON s.customer_id = r.customer_id WHERE r.changed = 1 "
+        "ORDER BY r.customer_id",
+        (moment,),
+    )
+    columns = (
+        "stage, stage_since, segments, rfm_r, rfm_f, rfm_m, orders_count, purchase_days, "
+        "revenue, first_order_at, last_order_at, nps_score, nps_class, p_alive, expected_value, "
+        "explanation, next_due_at, computed_at"
+    )
+    updates = ", ".join(
+        f"{column} = excluded.{column}"
+        for column in columns.replace(" ", "").split(",")
+        if column != "stage_since"
+    )
+    db.execute(
+        f"INSERT INTO customer_state (customer_id, {columns}) "
+        f"SELECT r.customer_id, r.stage, ?, {db.json_value('r.segments')}, r.rfm_r, r.rfm_f, "
+        "r.rfm_m, f.orders, f.purchase_days, f.revenue, f.first_at, f.last_at, f.nps_score, "
+        f"r.nps_class, r.p_alive, r.expected_value, {db.json_value('r.explanation')}, "
+        f"r.next_due_at, ? FROM {RESULTS_TABLE} AS r "
+        f"JOIN {FEATURES_TABLE} AS f ON f.customer_id = r.customer_id WHERE 1 = 1 "
+        "ON CONFLICT (customer_id) DO UPDATE SET stage_since = CASE "
+        "WHEN customer_state.stage = excluded.stage THEN customer_state.stage_since "
+        f"ELSE excluded.stage_since END, {updates}",
+        (moment, moment),
+    )
+    db.drop_temp(RESULTS_TABLE)
+    return max(transitions, 0)
+
+
+def _result_rows(
+    db: Backend,
+    evaluation: Evaluation,
+    stages: list[str],
+    stage_code: np.ndarray[Any, np.dtype[np.int64]],
+    changed: np.ndarray[Any, np.dtype[np.bool_]],
+    calibration: Calibration,
+) -> Iterator[tuple[Any, ...]]:
+    """One row per customer for the results table, built from plain lists (fast)."""
+    segment_names = evaluation.context.segment_map.segment_names
+    segment_json: dict[tuple[int, int], str] = {}
+
+    def segments(rfm: int, nps: int) -> str:
+        key = (rfm, nps)
+        text = segment_json.get(key)
+        if text is None:
+            labels = []
+            if rfm >= 0:
+                labels.append(f"rfm:{slugify(segment_names[rfm])}")
+            if nps >= 0:
+                labels.append(f"nps:{NPS_CLASSES[nps]}")
+            text = segment_json[key] = json.dumps(sorted(labels))
+        return text
+
+    explanations = [
+        json.dumps({"rule": rule.id, "calibration": calibration.id}) for rule in evaluation.rules
+    ]
+    nps_names: list[str | None] = [*NPS_CLASSES, None]
+
+    def optional_int(values: np.ndarray[Any, Any]) -> list[int | None]:
+        return [int(v) or None for v in values.tolist()]
+
+    def optional_float(values: np.ndarray[Any, Any]) -> list[float | None]:
+        return [None if math.isnan(v) else v for v in values.tolist()]
+
+    ids = evaluation.features.customer_id.tolist()
+    r, f, m = (optional_int(a) for a in (evaluation.r, evaluation.f, evaluation.m))
+    p_alive = optional_float(evaluation.p_alive)
+    value = [None if math.isnan(v) else round(v * MONEY_SCALE) for v in evaluation.clv.tolist()]
+    due = [None if math.isnan(v) else db.day_value(v) for v in evaluation.next_due_day.tolist()]
+    codes = stage_code.tolist()
+    flags = changed.tolist()
+    rules_fired = evaluation.rule_index.tolist()
+    rfm_segment = evaluation.rfm_segment.tolist()
+    nps = evaluation.nps_class.tolist()
+    for i, customer_id in enumerate(ids):
+        yield (
+            customer_id,
+            stages[codes[i]],
+            1 if flags[i] else 0,
+            evaluation.reason(i) if flags[i] else None,
+            r[i],
+            f[i],
+            m[i],
+            p_alive[i],
+            value[i],
+            due[i],
+            segments(rfm_segment[i], nps[i]),
+            explanations[rules_fired[i]],
+            nps_names[nps[i]],
+        )
