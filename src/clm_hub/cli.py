@@ -20,6 +20,7 @@ from clm_hub import __version__
 from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
 from clm_hub.plugins import build_plugin_registry
 from clm_hub.runtime import configure_connectors, load_registry
+from clm_hub.scaffold.command import plugin_new
 from clm_hub.stages.commands import report, stages
 from clm_hub.store import current_revision, head_revision, open_engine, upgrade
 from clm_hub.sync_commands import customers_forget, status, sync
@@ -178,9 +179,7 @@ def plugin_group() -> None:
     """Tools for plugin authors."""
 
 
-plugin_group.command(
-    "new", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
-)(_not_built("plugin new", 6, "scaffold a third-party connector package"))
+plugin_group.add_command(plugin_new)
 
 
 def build_cli() -> click.Group:
