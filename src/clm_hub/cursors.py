@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 from clm_hub.records import StreamCursor
 from clm_hub.store.tables import SyncCursor
 
-__all__ = ["ResumePoint", "load_resume_point", "save_cursor"]
+__all__ = ["ResumePoint", "cursor_t", "load_resume_point", "save_cursor"]
 
 cursor_t = SyncCursor.__table__  # type: ignore[attr-defined]
 

@@ -135,6 +135,8 @@ class HubSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8787
+    stage_rules: Path | None = None
+    """Stage rules TOML (relative to this file); default: the built-in rules."""
     identity: IdentityRules = IdentityRules()
     sync: SyncOptions = SyncOptions()
     connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
@@ -225,8 +227,11 @@ def load_settings(path: Path | str | None) -> HubSettings:
 
 
 def _resolve_paths(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
-    """Relative ``plugins_dir`` entries mean relative to the config file, not the cwd."""
+    """Relative ``plugins_dir`` and ``stage_rules`` mean relative to the config file."""
     out = dict(data)
+    rules = out.get("stage_rules")
+    if isinstance(rules, str) and not Path(rules).is_absolute():
+        out["stage_rules"] = str(base / rules)
     dirs = out.get("plugins_dir")
     if isinstance(dirs, str):
         dirs = [dirs]

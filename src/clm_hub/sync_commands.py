@@ -18,11 +18,13 @@ from sqlalchemy import Engine
 from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
 from clm_hub.erasure import erase_in_tools, erase_person
 from clm_hub.ingest import PageCounts
+from clm_hub.lifecycle import StageCatchUp
 from clm_hub.plugins import PluginRegistry
 from clm_hub.records import now_utc
 from clm_hub.runs import RunStatus
 from clm_hub.runtime import load_registry
 from clm_hub.settings import HubSettings
+from clm_hub.stages.config import load_rules
 from clm_hub.status import read_status
 from clm_hub.store import open_store
 from clm_hub.sync import CycleResult, LogProgress, ProgressSink, StreamResult, SyncEngine
@@ -121,7 +123,8 @@ def _cycle(
     apply_large: bool,
     progress: ProgressSink,
 ) -> CycleResult:
-    hub = SyncEngine(settings, registry, engine, progress=progress)
+    catch_up = StageCatchUp(engine, load_rules(settings.stage_rules))
+    hub = SyncEngine(settings, registry, engine, progress=progress, recompute=catch_up)
     return asyncio.run(
         hub.run_cycle(
             list(connector_ids) or None, full=full, dry_run=dry_run, apply_large=apply_large

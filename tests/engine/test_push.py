@@ -239,18 +239,42 @@ def test_sync_command_prints_the_plan_and_the_held_hint(
             f'[connectors.box]\nplugin = "tagbox"\napi_key = "k-123456"\nbase_url = "{url}"\n'
         )
         runner = CliRunner()
-        assert runner.invoke(cli, ["sync", "--config", str(config)]).exit_code == 0
+        first = runner.invoke(cli, ["sync", "--config", str(config)])
+        assert first.exit_code == 0, first.output
+        # The stage engine ran: nobody has bought, so everybody is a prospect.
+        assert box.state.tags("t1") == ["clm:stage:prospect"]
+        calls = box.state.write_calls
         everyone(box, "new")
         dry = runner.invoke(cli, ["sync", "--config", str(config), "--dry-run"])
         assert dry.exit_code == 0, dry.output
         assert "Write-back plan (nothing sent)" in dry.output
-        assert "add stage tag 30" in dry.output
-        assert "e.g. t0: +clm:stage:new" in dry.output
-        assert box.state.write_calls == 0
-        assert runner.invoke(cli, ["sync", "--config", str(config)]).exit_code == 0
-        everyone(box, "loyal")
+        assert "add stage tag 30" in dry.output and "remove stage tag 30" in dry.output
+        assert "e.g. t0: +clm:stage:new -clm:stage:prospect" in dry.output
+        assert box.state.write_calls == calls
         held = runner.invoke(cli, ["sync", "--config", str(config)])
         assert "held" in held.output and "--apply-large" in held.output
+        assert box.state.write_calls == calls
+        everyone(box, "loyal")
         applied = runner.invoke(cli, ["sync", "--config", str(config), "--apply-large"])
-        assert applied.exit_code == 0
+        assert applied.exit_code == 0, applied.output
     assert box.state.tags("t1") == ["clm:stage:loyal"]
+
+
+def test_namespaced_segments_become_segment_and_nps_tags() -> None:
+    from clm_hub.push.mapping import desired_state
+
+    desired = desired_state(
+        stage="loyal",
+        segments=["nps:promoter", "rfm:champions", "churn:high"],
+        nps_class=None,
+        mapping=PushMapping(),
+        prefix="clm",
+        use_tags=True,
+        use_fields=True,
+    )
+    assert desired.tags == {
+        "clm:stage:loyal", "clm:segment:champions", "clm:segment:churn-high", "clm:nps:promoter",
+    }  # fmt: skip
+    assert desired.fields == {
+        "clm_stage": "loyal", "clm_segment": "champions;churn-high", "clm_nps": "promoter",
+    }  # fmt: skip

@@ -58,6 +58,27 @@ def owned(tag: str, prefix: str) -> bool:
     return tag.startswith(f"{prefix}:")
 
 
+def split_segments(segments: Sequence[str]) -> dict[Kind, set[str]]:
+    """Sort the stage engine's namespaced segments into tag kinds.
+
+    ``rfm:champions`` is a segment, ``nps:promoter`` an NPS class; any other namespace
+    stays visible in the value (``churn:high`` becomes segment ``churn-high``) and a bare
+    name is a segment as it is.
+    """
+    found: dict[Kind, set[str]] = {"stage": set(), "segment": set(), "nps": set()}
+    for segment in segments:
+        namespace, _, value = segment.partition(":")
+        if not value:
+            found["segment"].add(namespace)
+        elif namespace == "rfm":
+            found["segment"].add(value)
+        elif namespace == "nps":
+            found["nps"].add(value)
+        else:
+            found["segment"].add(f"{namespace}-{value}")
+    return found
+
+
 def desired_state(
     *,
     stage: str | None,
@@ -72,12 +93,13 @@ def desired_state(
     """What a record should show; a forgotten person shows nothing of ours."""
     values: dict[Kind, list[str]] = {"stage": [], "segment": [], "nps": []}
     if not erased:
-        if stage and "stage" in mapping.kinds:
-            values["stage"] = [stage]
-        if "segment" in mapping.kinds:
-            values["segment"] = sorted(set(segments))
-        if nps_class and "nps" in mapping.kinds:
-            values["nps"] = [nps_class]
+        found = split_segments(segments)
+        if nps_class:
+            found["nps"].add(nps_class)
+        if stage:
+            found["stage"].add(stage)
+        for kind in mapping.kinds:
+            values[kind] = sorted(found[kind])
     tags = (
         frozenset(f"{prefix}:{kind}:{value}" for kind, items in values.items() for value in items)
         if use_tags

@@ -111,7 +111,7 @@ def stages(
         raise click.UsageError(f"use one of {', '.join(chosen)} at a time")
     if full and not recompute:
         raise click.UsageError("--full goes with --recompute")
-    rules = load_rules(rules_path)
+    rules = load_rules(rules_path or load_settings(config_path).stage_rules)
     now = _moment(as_of)
     with _store(config_path) as engine:
         if email is not None:
@@ -161,7 +161,7 @@ def _print_counts(engine: Engine, rules: StageRules) -> None:
 @user_errors
 def report(config_path: Path | None, rules_path: Path | None, fmt: str, as_of: str | None) -> None:
     """KPIs per stage and segment, monthly cohorts and CLV (JSON adds the fitted models)."""
-    rules = load_rules(rules_path)
+    rules = load_rules(rules_path or load_settings(config_path).stage_rules)
     with _store(config_path) as engine:
         result = build_report(engine, rules, now=_moment(as_of))
     if fmt == "json":
