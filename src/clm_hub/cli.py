@@ -18,6 +18,7 @@ from rich.table import Table
 
 from clm_hub import __version__
 from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
+from clm_hub.daemon_command import run
 from clm_hub.plugins import build_plugin_registry
 from clm_hub.runtime import configure_connectors, load_registry
 from clm_hub.scaffold.command import plugin_new
@@ -153,10 +154,7 @@ def _not_built(verb: str, issue: int, what: str) -> Callable[..., None]:
     return command
 
 
-for _verb, _issue, _what in (
-    ("demo", 8, "the whole product on simulators, no accounts needed"),
-    ("run", 7, "the daemon: schedules, webhooks, health and metrics"),
-):
+for _verb, _issue, _what in (("demo", 8, "the whole product on simulators, no accounts needed"),):
     cli.command(_verb, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
         config_option(_not_built(_verb, _issue, _what))
     )
@@ -170,6 +168,7 @@ def customers() -> None:
 cli.add_command(sync)
 cli.add_command(stages)
 cli.add_command(report)
+cli.add_command(run)
 cli.add_command(status)
 customers.add_command(customers_forget)
 

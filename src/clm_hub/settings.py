@@ -31,6 +31,7 @@ from clm_hub.connectors.base import ConnectorSettings
 from clm_hub.errors import ConfigError
 from clm_hub.identity import IdentityRules
 from clm_hub.push.mapping import PushMapping
+from clm_hub.scheduler import DaemonSettings
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -139,6 +140,7 @@ class HubSettings(BaseSettings):
     """Stage rules TOML (relative to this file); default: the built-in rules."""
     identity: IdentityRules = IdentityRules()
     sync: SyncOptions = SyncOptions()
+    daemon: DaemonSettings = DaemonSettings()
     connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
 
     _source: Path | None = PrivateAttr(default=None)

@@ -45,6 +45,7 @@ __all__ = [
     "SurveyResponse",
     "SyncCursor",
     "SyncRun",
+    "WebhookDelivery",
     "metadata",
 ]
 
@@ -408,3 +409,15 @@ class StageCalibration(_Base, table=True):
         default_factory=dict, sa_column=Column(JSON, nullable=False, default=dict)
     )
     """Counts behind the calibration (buyers, orders ignored per other currency, ...)."""
+
+
+class WebhookDelivery(_Base, table=True):
+    """A webhook delivery already ingested, by the tool's event id: a duplicate delivery
+    (the tool retrying, or a replay within its freshness window) changes nothing."""
+
+    __tablename__ = "webhook_delivery"
+
+    connector: str = Field(sa_column=Column(String(64), primary_key=True))
+    event_id: str = Field(sa_column=Column(String(255), primary_key=True))
+    received_at: datetime = _utc(nullable=False, index=True)
+    """When it was ingested; rows older than the daemon's ``webhook_retention`` are pruned."""
