@@ -129,10 +129,3 @@ def test_db_upgrade_with_an_unknown_driver_says_what_to_install(
     result = runner.invoke(cli, ["db", "upgrade", "--config", str(config)])
     assert result.exit_code == 1
     assert "not installed" in result.output
-
-
-@pytest.mark.parametrize("verb", ["demo"])
-def test_verbs_of_later_issues_say_so_plainly(runner: CliRunner, verb: str) -> None:
-    result = runner.invoke(cli, [verb])
-    assert result.exit_code == 2
-    assert "not built yet" in result.output

@@ -8,9 +8,7 @@ traceback, secrets masked.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -19,14 +17,13 @@ from rich.table import Table
 from clm_hub import __version__
 from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
 from clm_hub.daemon_command import run
+from clm_hub.demo.command import demo
 from clm_hub.plugins import build_plugin_registry
 from clm_hub.runtime import configure_connectors, load_registry
 from clm_hub.scaffold.command import plugin_new
 from clm_hub.stages.commands import report, stages
 from clm_hub.store import current_revision, head_revision, open_engine, upgrade
 from clm_hub.sync_commands import customers_forget, status, sync
-
-EXIT_NOT_BUILT = 2
 
 # Re-exported for plugins that add commands through the register_commands hook.
 __all__ = ["cli", "config_option", "main", "user_errors"]
@@ -145,26 +142,12 @@ def db_current(config_path: Path | None) -> None:
     click.echo(f"database at {revision or 'empty'}; newest {head} ({status})")
 
 
-def _not_built(verb: str, issue: int, what: str) -> Callable[..., None]:
-    def command(**_: Any) -> None:
-        click.echo(f"`clm-hub {verb}` ({what}) is not built yet: it arrives with issue #{issue}.")
-        sys.exit(EXIT_NOT_BUILT)
-
-    command.__doc__ = f"{what[0].upper()}{what[1:]} (not built yet, issue #{issue})."
-    return command
-
-
-for _verb, _issue, _what in (("demo", 8, "the whole product on simulators, no accounts needed"),):
-    cli.command(_verb, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(
-        config_option(_not_built(_verb, _issue, _what))
-    )
-
-
 @cli.group()
 def customers() -> None:
     """Look up and erase customers."""
 
 
+cli.add_command(demo)
 cli.add_command(sync)
 cli.add_command(stages)
 cli.add_command(report)

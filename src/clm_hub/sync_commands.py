@@ -106,7 +106,7 @@ def sync(
             )
     finally:
         engine.dispose()
-    _print_cycle(result, dry_run)
+    print_cycle(result, dry_run)
     if result.failed:
         for failed in result.failed:
             click.echo(f"failed: {failed.connector}: {failed.reason}", err=True)
@@ -132,7 +132,7 @@ def _cycle(
     )
 
 
-def _print_cycle(result: CycleResult, dry_run: bool) -> None:
+def print_cycle(result: CycleResult, dry_run: bool) -> None:
     title = "Pull cycle (dry run: nothing written)" if dry_run else f"Pull cycle {result.run_id}"
     table = Table(title=title)
     for column in ("connector", "stream", "status", "read", "new", "changed", "unchanged",

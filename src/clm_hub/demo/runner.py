@@ -1,0 +1,275 @@
+"""Run the whole product against the built-in simulators: seed, sync, show, (keep running).
+
+Everything goes through the real engine over real HTTP on loopback: the Shopify and
+HubSpot simulators are served exactly as the tests serve them, the hub is configured by
+a TOML file written into the demo folder, and the store is a SQLite file there, so
+``clm-hub status``, ``report`` and ``stages --explain`` work on it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+
+from clm_hub.demo.shop import Person, people
+from clm_hub.lifecycle import StageCatchUp
+from clm_hub.linking import customer_t, state_t
+from clm_hub.runtime import load_registry
+from clm_hub.sandbox import serve
+from clm_hub.settings import load_settings
+from clm_hub.stages.config import load_rules
+from clm_hub.stages.explain import explain_customer
+from clm_hub.store import open_engine, upgrade
+from clm_hub.sync import CycleResult, SyncEngine
+from clm_hub.sync_commands import print_cycle
+
+__all__ = ["DemoResult", "DemoWorld", "run_demo"]
+
+
+@dataclass
+class DemoResult:
+    """What the demo did, for the caller and the end-to-end test."""
+
+    config: Path
+    cycle: CycleResult
+    people: int
+    buyers: int
+    orders: int
+    crm_only: int
+
+
+def _seed(shop: object, crm: object, count: int, seed: int) -> tuple[int, int, int]:
+    from clm_hub_plugins.hubspot.simstate import HubSpotState
+    from clm_hub_plugins.shopify.sim_state import ShopState
+
+    assert isinstance(shop, ShopState) and isinstance(crm, HubSpotState)
+    buyers = orders = crm_only = 0
+    for person in people(count, seed=seed):
+        if person.purchases:
+            buyers += 1
+            customer = shop.add_customer(
+                email=person.email, first_name=person.first_name, phone=person.phone,
+                tags=["newsletter"] if person.index % 4 == 0 else [],
+                created_at=person.joined, updated_at=person.joined,
+            )  # fmt: skip
+            for purchase in person.purchases:
+                orders += 1
+                shop.add_order(
+                    total=purchase.total, customer_id=customer.id, email=person.email,
+                    currency="USD",
+                    financial_status="REFUNDED" if purchase.status == "REFUNDED" else "PAID",
+                    refunded=purchase.total if purchase.status == "REFUNDED" else Decimal(0),
+                    cancelled_at=purchase.at if purchase.status == "CANCELLED" else None,
+                    created_at=purchase.at, updated_at=purchase.at,
+                )  # fmt: skip
+        elif person.crm_email is not None:
+            crm_only += 1
+        if person.crm_email is not None:
+            props = {"phone": person.crm_phone} if person.crm_phone else {}
+            crm.add_contact(
+                person.crm_email, firstname=person.first_name, properties=props,
+                created_at=person.joined, modified_at=person.joined,
+            )  # fmt: skip
+    return buyers, orders, crm_only
+
+
+def _write_config(folder: Path, shop_url: str, crm_url: str, shop: object) -> Path:
+    from clm_hub_plugins.hubspot.simstate import DEFAULT_TOKEN
+    from clm_hub_plugins.shopify.sim_state import ShopState
+
+    assert isinstance(shop, ShopState)
+    config = folder / "hub.toml"
+    config.write_text(
+        "# Written by `clm-hub demo`: the hub pointed at the local simulators.\n"
+        f'database_url = "sqlite:///{folder / "demo.sqlite3"}"\n'
+        'log_level = "warning"\n'
+        "http_port = 8787\n"
+        f'[connectors.shop]\nplugin = "shopify"\nbase_url = "{shop_url}"\n'
+        f'shop_domain = "{shop.shop}"\naccess_token = "{shop.access_token}"\n'
+        'schedule = { interval = "20s", jitter = "2s" }\n'
+        f'[connectors.crm]\nplugin = "hubspot"\nbase_url = "{crm_url}"\n'
+        f'access_token = "{DEFAULT_TOKEN}"\nburst_limit = 1000\n'
+        "search_limit_per_second = 100\nindex_lag_seconds = 0\n"
+        'schedule = { interval = "20s", jitter = "2s" }\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+class DemoWorld:
+    """The simulators seeded with a synthetic shop, served on loopback, and the hub's
+    config and store for them; a context manager so tests can run more cycles."""
+
+    def __init__(self, *, customers: int, seed: int, folder: Path) -> None:
+        from clm_hub_plugins.hubspot.simstate import HubSpotState, RateLimits
+        from clm_hub_plugins.shopify.sim_state import ShopState
+
+        self.customers, self.seed, self.folder = customers, seed, folder
+        self.shop = ShopState(bucket_capacity=4000.0, restore_rate=2000.0)
+        self.crm = HubSpotState(rate_limits=RateLimits(burst_limit=1000, search_per_second=100))
+        self._stack = ExitStack()
+
+    def __enter__(self) -> DemoWorld:
+        from clm_hub_plugins.hubspot.simulator import create_app as hubspot_app
+        from clm_hub_plugins.shopify.simulator import create_app as shopify_app
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob("demo.sqlite3*"):
+            stale.unlink()
+        self.buyers, self.orders, self.crm_only = _seed(
+            self.shop, self.crm, self.customers, self.seed
+        )
+        self.shop_url = self._stack.enter_context(serve(shopify_app(self.shop)))
+        self.crm_url = self._stack.enter_context(serve(hubspot_app(self.crm)))
+        self.config = _write_config(self.folder, self.shop_url, self.crm_url, self.shop)
+        self.settings = load_settings(self.config)
+        self.engine = open_engine(self.settings.database_url)
+        self._stack.callback(self.engine.dispose)
+        upgrade(self.engine)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def cycle(self, *, apply_large: bool = False, dry_run: bool = False) -> CycleResult:
+        """One cycle of the real engine: pull both tools, stages, write-back."""
+        catch_up = StageCatchUp(self.engine, load_rules(self.settings.stage_rules))
+        registry = load_registry(self.settings)
+        hub = SyncEngine(self.settings, registry, self.engine, recompute=catch_up)
+        return asyncio.run(hub.run_cycle(apply_large=apply_large, dry_run=dry_run))
+
+
+def run_demo(
+    *,
+    customers: int,
+    seed: int,
+    folder: Path,
+    keep_running: bool = False,
+    console: Console | None = None,
+) -> DemoResult:
+    """Seed the simulators, run one full cycle through the real engine and show the result."""
+    out = console or Console(highlight=False)
+    started = time.perf_counter()
+    with DemoWorld(customers=customers, seed=seed, folder=folder) as world:
+        out.print(
+            f"Synthetic shop (seed {seed}): {customers:,} people, {world.buyers:,} buyers "
+            f"with {world.orders:,} orders in Shopify, {world.crm_only:,} people only in "
+            "the CRM."
+        )
+        out.print(f"Simulators: Shopify at {world.shop_url}, HubSpot at {world.crm_url}")
+        # The first push tags everybody: nothing was tagged before, so nothing is held.
+        cycle = world.cycle(apply_large=True)
+        print_cycle(cycle, dry_run=False)
+        _show(out, world.engine, world.shop, world.crm)
+        out.print(f"Done in {time.perf_counter() - started:.1f} s.")
+        _next_steps(out, world.config)
+        if keep_running:
+            _keep_running(out, world.config, world.shop, seed)
+        return DemoResult(
+            world.config, cycle, customers, world.buyers, world.orders, world.crm_only
+        )
+
+
+def _show(out: Console, engine: Engine, shop: object, crm: object) -> None:
+    from clm_hub_plugins.hubspot.simstate import HubSpotState
+    from clm_hub_plugins.shopify.sim_state import ShopState
+
+    assert isinstance(shop, ShopState) and isinstance(crm, HubSpotState)
+    with engine.connect() as conn:
+        stages: dict[str, int] = dict(
+            conn.execute(select(state_t.c.stage, func.count()).group_by(state_t.c.stage)).all()
+        )
+        segments: Counter[str] = Counter()
+        for (values,) in conn.execute(select(state_t.c.segments)):
+            segments.update(values or [])
+        examples = {
+            stage: email
+            for stage, email in conn.execute(
+                select(state_t.c.stage, func.min(customer_t.c.email))
+                .join(customer_t, customer_t.c.id == state_t.c.customer_id)
+                .where(customer_t.c.email.is_not(None))
+                .group_by(state_t.c.stage)
+            )
+        }
+    table = Table(title="Customers per stage")
+    table.add_column("stage")
+    table.add_column("customers", justify="right")
+    for stage, count in sorted(stages.items(), key=lambda item: -item[1]):
+        table.add_row(stage, f"{count:,}")
+    out.print(table)
+    top = ", ".join(f"{name} {n:,}" for name, n in segments.most_common(8))
+    out.print(f"Segments: {top}")
+    rules = load_rules(None)
+    shown = [stage for stage in ("vip", "loyal", "at-risk", "new") if stage in examples][:1]
+    for stage in shown:
+        if stage in examples:
+            out.print(
+                explain_customer(
+                    engine, rules, email=examples[stage], now=datetime.now(UTC)
+                ).render(),
+                markup=False,
+            )
+    tagged = sum(1 for c in shop.customers.values() if any(t.startswith("clm:") for t in c.tags))
+    with crm.lock:
+        stamped = sum(1 for c in crm.objects["contacts"].values() if c.properties.get("clm_stage"))
+    out.print(
+        f"Pushed: {tagged:,} Shopify customers carry clm: tags (their other tags untouched); "
+        f"{stamped:,} HubSpot contacts have the clm_stage property."
+    )
+
+
+def _next_steps(out: Console, config: Path) -> None:
+    out.print("Where to look next:")
+    for line in (
+        f"clm-hub status --config {config}",
+        f"clm-hub report --config {config}",
+        f"clm-hub stages --config {config} --explain EMAIL",
+        "clm-hub demo --keep-running   (the daemon, with new orders arriving)",
+    ):
+        out.print(f"  {line}", markup=False)
+
+
+def _keep_running(out: Console, config: Path, shop: object, seed: int) -> None:
+    """Run the daemon on the demo config while new orders arrive, until Ctrl-C."""
+    from clm_hub.daemon_command import run as run_command
+    from clm_hub_plugins.shopify.sim_state import ShopState
+
+    assert isinstance(shop, ShopState)
+    stop = threading.Event()
+
+    def new_orders() -> None:
+        rng = random.Random(seed)
+        buyers = list(shop.customers.values())
+        while buyers and not stop.wait(3.0):
+            buyer = rng.choice(buyers)
+            now = datetime.now(UTC)
+            shop.add_order(
+                total=Decimal(f"{rng.uniform(15, 120):.2f}"), customer_id=buyer.id,
+                email=buyer.email, currency="USD", created_at=now, updated_at=now,
+            )  # fmt: skip
+            shop.update_customer(buyer.id)
+
+    feeder = threading.Thread(target=new_orders, name="demo-orders", daemon=True)
+    feeder.start()
+    out.print("Running the daemon (Ctrl-C to stop); a new order arrives every 3 s.")
+    try:
+        run_command.main(["--config", str(config)], standalone_mode=False)
+    finally:
+        stop.set()
+
+
+def demo_people(count: int, seed: int) -> list[Person]:
+    """The demo's people, for tests that check the invariants against the source."""
+    return list(people(count, seed=seed))

@@ -1,0 +1,64 @@
+"""`clm-hub demo` at small size: the invariants a newcomer relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from clm_hub.cli import cli
+from clm_hub.demo.runner import DemoWorld
+from clm_hub.linking import customer_t, identity_t, state_t
+
+
+def writes(world: DemoWorld) -> tuple[int, int]:
+    shop = sum(1 for r in world.shop.requests if "tagsAdd" in r.query or "tagsRemove" in r.query)
+    crm = sum(1 for r in world.crm.requests if r.path.endswith("/batch/update"))
+    return shop, crm
+
+
+@pytest.mark.slow
+def test_demo_invariants_hold(tmp_path: Path) -> None:
+    with DemoWorld(customers=150, seed=3, folder=tmp_path) as world:
+        first = world.cycle(apply_large=True)
+        assert not first.failed, [c.reason for c in first.failed]
+        with world.engine.connect() as conn:
+            customers = conn.execute(select(func.count()).select_from(customer_t)).scalar_one()
+            states = conn.execute(select(func.count()).select_from(state_t)).scalar_one()
+            linked = conn.execute(
+                select(identity_t.c.source, identity_t.c.external_id, state_t.c.stage).join(
+                    state_t, state_t.c.customer_id == identity_t.c.customer_id
+                )
+            ).all()
+        assert states == customers  # every customer has exactly one stage
+        stage_of = {(source, ext): stage for source, ext, stage in linked}
+        for customer in world.shop.customers.values():
+            owned = [t for t in customer.tags if t.startswith("clm:")]
+            foreign = [t for t in customer.tags if not t.startswith("clm:")]
+            assert all(t.startswith("clm:") for t in owned)
+            assert [t for t in owned if t.startswith("clm:stage:")] == [
+                f"clm:stage:{stage_of[('shop', str(customer.id))]}"
+            ]
+            assert foreign in ([], ["newsletter"])  # the shop's own tags survive
+        with world.crm.lock:
+            for contact_id, contact in world.crm.objects["contacts"].items():
+                assert contact.properties.get("clm_stage") == stage_of[("crm", str(contact_id))]
+        before = writes(world)
+        second = world.cycle()
+        assert not second.failed
+        assert writes(world) == before  # nothing changed: no write calls
+
+
+def test_demo_command_runs_and_says_where_to_look_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    result = CliRunner().invoke(cli, ["demo", "--customers", "60", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Customers per stage" in result.output
+    assert "Pushed:" in result.output
+    assert f"clm-hub status --config {tmp_path / 'hub.toml'}" in result.output
+    status = CliRunner().invoke(cli, ["status", "--config", str(tmp_path / "hub.toml")])
+    assert status.exit_code == 0, status.output
