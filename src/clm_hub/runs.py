@@ -13,7 +13,6 @@ from clm_hub.store.tables import SyncRun
 
 __all__ = [
     "RunStatus",
-    "finish_push_run",
     "finish_stream_run",
     "mark_interrupted",
     "start_stream_run",
@@ -72,50 +71,25 @@ def finish_stream_run(
     now: datetime,
     http: HttpStats,
     error: str | None = None,
+    push: PushCounts | None = None,
 ) -> None:
-    """Record how a stream ended and what it cost in API calls."""
+    """Record how a stream (or, with ``push``, a connector's push) ended and what it cost."""
+    values: dict[str, object] = {
+        "status": status.value,
+        "finished_at": now,
+        "api_calls": http.api_calls,
+        "retries": http.retries,
+        "throttled": http.throttled,
+        "error": error,
+    }
+    if push is not None:
+        values |= {
+            "planned": push.planned,
+            "sent": push.sent,
+            "confirmed": push.confirmed,
+            "failed": push.failed,
+            "rejected": push.gave_up,
+            "batches": push.batches,
+        }
     with engine.begin() as conn:
-        conn.execute(
-            update(run_t)
-            .where(run_t.c.id == row_id)
-            .values(
-                status=status.value,
-                finished_at=now,
-                api_calls=http.api_calls,
-                retries=http.retries,
-                throttled=http.throttled,
-                error=error,
-            )
-        )
-
-
-def finish_push_run(
-    engine: Engine,
-    row_id: int,
-    *,
-    status: RunStatus,
-    now: datetime,
-    http: HttpStats,
-    counts: PushCounts,
-    error: str | None = None,
-) -> None:
-    """Record how a connector's push ended: planned, sent, confirmed, failed, batches."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(run_t)
-            .where(run_t.c.id == row_id)
-            .values(
-                status=status.value,
-                finished_at=now,
-                planned=counts.planned,
-                sent=counts.sent,
-                confirmed=counts.confirmed,
-                failed=counts.failed,
-                rejected=counts.gave_up,
-                batches=counts.batches,
-                api_calls=http.api_calls,
-                retries=http.retries,
-                throttled=http.throttled,
-                error=error,
-            )
-        )
+        conn.execute(update(run_t).where(run_t.c.id == row_id).values(values))

@@ -33,7 +33,6 @@ from clm_hub.records import Page, now_utc
 from clm_hub.redaction import Redactor
 from clm_hub.runs import (
     RunStatus,
-    finish_push_run,
     finish_stream_run,
     mark_interrupted,
     start_stream_run,
@@ -367,8 +366,8 @@ class SyncEngine:
         push.throttled = stats.throttled - before.throttled
         delta = HttpStats(push.api_calls, stats.retries - before.retries, push.throttled)
         await asyncio.to_thread(
-            finish_push_run, self.engine, row_id, status=push.status, now=self.now(),
-            http=delta, counts=push.counts, error=push.error,
+            finish_stream_run, self.engine, row_id, status=push.status, now=self.now(),
+            http=delta, push=push.counts, error=push.error,
         )  # fmt: skip
 
     def _plan(self, target: PushTarget, now: datetime) -> PushPlan:
