@@ -13,6 +13,7 @@ from clm_hub.testing.harness import (
     LoopbackServer,
     OrdersHarness,
     RateLimitPlan,
+    SurveyHarness,
     TagsHarness,
 )
 from clm_hub.testing.runner import ContractRun, ContractViolation, Scenario, ScenarioSkipped
@@ -29,6 +30,7 @@ __all__ = [
     "RateLimitPlan",
     "Scenario",
     "ScenarioSkipped",
+    "SurveyHarness",
     "TagsHarness",
     "VirtualClock",
     "run_scenario",

@@ -43,6 +43,15 @@ from clm_hub.testing.runner import (
     exactly,
     pull_all,
 )
+from clm_hub.testing.surveys import (
+    SURVEY_SCENARIOS,
+    responses_auth_failure,
+    responses_fault_recovery,
+    responses_full_pull,
+    responses_incremental_pull,
+    responses_pacing,
+    responses_page_boundaries,
+)
 
 __all__ = [
     "SCENARIOS",
@@ -383,6 +392,7 @@ SCENARIOS: Mapping[str, Scenario] = {
     "pacing": pacing,
     "fault_recovery": fault_recovery,
     "auth_failure": auth_failure,
+    **SURVEY_SCENARIOS,
 }
 
 
@@ -467,3 +477,21 @@ class ConnectorContract:
 
     def test_refused_credentials_raise_auth_error_without_retries(self) -> None:
         self._scenario(auth_failure)
+
+    def test_full_pull_returns_every_survey_response_once(self) -> None:
+        self._scenario(responses_full_pull)
+
+    def test_incremental_pull_returns_the_new_survey_response_only(self) -> None:
+        self._scenario(responses_incremental_pull)
+
+    def test_survey_page_boundaries_lose_and_repeat_nothing(self) -> None:
+        self._scenario(responses_page_boundaries)
+
+    def test_survey_burst_is_paced_without_429s(self) -> None:
+        self._scenario(responses_pacing)
+
+    def test_survey_faults_are_retried(self) -> None:
+        self._scenario(responses_fault_recovery)
+
+    def test_survey_refused_credentials_raise_auth_error_without_retries(self) -> None:
+        self._scenario(responses_auth_failure)

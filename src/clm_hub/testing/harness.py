@@ -120,6 +120,20 @@ class OrdersHarness(Protocol):
 
 
 @runtime_checkable
+class SurveyHarness(Protocol):
+    """For connectors that pull survey responses."""
+
+    def add_responses(self, count: int) -> list[str]:
+        """``count`` answered responses from distinct, identifiable people, submitted at
+        least a minute ago at distinct times; their external ids, oldest first."""
+        ...
+
+    def add_response_now(self) -> str:
+        """A response submitted now, which an incremental pull must return."""
+        ...
+
+
+@runtime_checkable
 class TagsHarness(Protocol):
     """For connectors that push tags (``PushChange.add_tags``/``remove_tags``)."""
 
