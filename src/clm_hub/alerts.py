@@ -3,27 +3,35 @@
 The daemon raises an ``Alert`` on a failed or partial cycle, a spike of rejected records, an
 exhausted API budget and a connector whose last cycle is too old. ``Alerter`` decides (and
 rate-limits: the same kind for the same connector at most once per ``repeat_after``) and
-hands each alert to every ``AlertSink``: always the log, and a Slack-compatible incoming
-webhook when ``[daemon.alerts] webhook_url`` is set. Embedding applications pass their own
-sinks (anything with ``async send(alert)``).
+hands each alert to every ``AlertSink``: always the log, then every sink plugins offer
+through the ``register_alert_sinks`` hook. The built-in Slack-compatible incoming webhook
+(``[daemon.alerts] webhook_url``) is one of those, implemented in this module with the same
+hook. Embedding applications may also pass sinks (anything with ``async send(alert)``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
+import pluggy
 import structlog
 
+from clm_hub.errors import PluginError
+from clm_hub.hookspecs import hookimpl
 from clm_hub.records import now_utc
 from clm_hub.redaction import Redactor
 from clm_hub.runs import RunStatus
 from clm_hub.scheduler import AlertSettings
 from clm_hub.sync import ConnectorResult
+
+if TYPE_CHECKING:
+    from clm_hub.settings import HubSettings
 
 __all__ = [
     "Alert",
@@ -31,8 +39,11 @@ __all__ = [
     "AlertSink",
     "Alerter",
     "LogSink",
+    "RegisterAlertSink",
     "SlackWebhookSink",
     "alerts_for_cycle",
+    "close_sinks",
+    "collect_alert_sinks",
     "crash_alert",
     "stale_alert",
 ]
@@ -80,9 +91,15 @@ class Alert:
 
 
 class AlertSink(Protocol):
-    """Where alerts go. ``send`` must not raise for a delivery failure it can log."""
+    """Where alerts go. ``send`` should log a delivery failure rather than raise."""
 
     async def send(self, alert: Alert) -> None: ...
+
+
+class RegisterAlertSink(Protocol):
+    """The callback ``register_alert_sinks`` implementations call once per sink."""
+
+    def __call__(self, sink: AlertSink, /) -> None: ...
 
 
 class LogSink:
@@ -140,6 +157,74 @@ class SlackWebhookSink:
 
 def _section(markdown: str) -> dict[str, object]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": markdown}}
+
+
+class SlackWebhookPlugin:
+    """The built-in alert plugin: a ``SlackWebhookSink`` when ``webhook_url`` is set."""
+
+    @staticmethod
+    @hookimpl
+    def register_alert_sinks(
+        register: RegisterAlertSink, settings: HubSettings, redactor: Redactor
+    ) -> None:
+        alerts = settings.daemon.alerts
+        if alerts.webhook_url is not None:
+            url = alerts.webhook_url.get_secret_value()
+            register(SlackWebhookSink(url, redactor=redactor, timeout=alerts.timeout))
+
+
+BUILTIN_PLUGINS: tuple[tuple[str, object], ...] = (
+    ("clm_hub.alerts.slack_webhook", SlackWebhookPlugin()),
+)
+"""Alert plugins every daemon has, registered next to the installed ones."""
+
+
+def collect_alert_sinks(
+    manager: pluggy.PluginManager, settings: HubSettings, redactor: Redactor
+) -> list[AlertSink]:
+    """Every sink the built-in and installed plugins offer, in registration order.
+
+    A plugin that registers something without an async ``send`` is refused with a
+    ``PluginError`` naming it: a sink that cannot deliver would fail silently later.
+    """
+    for name, plugin in BUILTIN_PLUGINS:
+        if manager.get_plugin(name) is None:
+            manager.register(plugin, name=name)
+    sinks: list[AlertSink] = []
+    # pluggy calls the most recently registered first; the built-ins go first here
+    for impl in reversed(manager.hook.register_alert_sinks.get_hookimpls()):
+        plugin_name = impl.plugin_name
+
+        def register(sink: AlertSink, /, _plugin: str = plugin_name) -> None:
+            if not inspect.iscoroutinefunction(getattr(sink, "send", None)):
+                raise PluginError(
+                    f"plugin {_plugin!r} registered {sink!r} as an alert sink, but it has no "
+                    "`async def send(self, alert)`"
+                )
+            sinks.append(sink)
+
+        arguments = {"register": register, "settings": settings, "redactor": redactor}
+        try:
+            impl.function(**{name: arguments[name] for name in impl.argnames})
+        except PluginError:
+            raise
+        except Exception as exc:  # the daemon must not start without the sinks it was given
+            raise PluginError(
+                f"plugin {plugin_name!r} failed to register its alert sinks: "
+                f"{type(exc).__name__}: {redactor.text(str(exc))}"
+            ) from exc
+    return sinks
+
+
+async def close_sinks(sinks: Sequence[AlertSink]) -> None:
+    """Close the sinks that hold resources (HTTP clients), at shutdown."""
+    for sink in sinks:
+        close = getattr(sink, "aclose", None)
+        if close is not None and inspect.iscoroutinefunction(close):
+            try:
+                await close()
+            except Exception as exc:  # shutting down: a sink that fails to close is logged
+                log.warning("alert.sink_close_failed", sink=type(sink).__name__, error=str(exc))
 
 
 def alerts_for_cycle(
@@ -244,11 +329,11 @@ class Alerter:
         self.on_alert = on_alert
         self._last_sent: dict[tuple[AlertKind, str], datetime] = {}
 
-    async def cycle_finished(self, result: ConnectorResult) -> None:
-        """Raise what a finished cycle calls for; what it no longer shows is resolved, so
-        the next relapse alerts at once."""
+    async def cycle_finished(self, result: ConnectorResult, *, resolve: bool = True) -> None:
+        """Raise what a finished cycle calls for; with ``resolve``, what it no longer shows
+        is resolved, so the next relapse alerts at once."""
         alerts = alerts_for_cycle(result, self.settings, now=self.now())
-        for kind in CYCLE_KINDS - {a.kind for a in alerts}:
+        for kind in CYCLE_KINDS - {a.kind for a in alerts} if resolve else ():
             self.resolved(kind, result.connector)
         for alert in alerts:
             await self.raise_alert(alert)
@@ -263,7 +348,13 @@ class Alerter:
         if self.on_alert is not None:
             self.on_alert(alert)
         for sink in self.sinks:
-            await sink.send(alert)
+            try:
+                await sink.send(alert)
+            except Exception as exc:  # a plugin's sink must not cost the others the alert
+                log.error(
+                    "alert.sink_failed", sink=type(sink).__name__, kind=alert.kind.value,
+                    connector=alert.connector, error=f"{type(exc).__name__}: {exc}",
+                )  # fmt: skip
         return True
 
     def resolved(self, kind: AlertKind, connector: str) -> None:

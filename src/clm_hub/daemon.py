@@ -5,6 +5,13 @@ metrics registry, the webhook receiver, the alerter and the ASGI app. One cycle 
 connector runs at a time per process (a lock) and across replicas (the
 ``connector:<id>`` lease); a replica that cannot get the lease skips that run.
 
+A connector's cycle has one of four triggers: its schedule; a webhook (a debounced
+follow-up that pushes what the delivery changed); its reconciliation sweep (a re-read over
+``reconcile.lookback``, or in full, that catches what webhooks and incremental pulls
+missed; one replica sweeps per period); and the stage-only run (``stages_schedule``),
+which brings time-based stage changes up to date and pushes them to every tool without
+pulling. A sweep or stage-only run that finds the connector busy here runs right after.
+
 Shutdown (SIGTERM or SIGINT): the scheduler stops starting cycles, webhooks are answered
 503 (the tool retries), and outbound API requests that have not been sent yet are held
 back while those already sent finish, within ``shutdown_grace``. Then the cycles in flight
@@ -22,8 +29,9 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -38,7 +46,8 @@ from clm_hub.alerts import (
     AlertKind,
     AlertSink,
     LogSink,
-    SlackWebhookSink,
+    close_sinks,
+    collect_alert_sinks,
     crash_alert,
     stale_alert,
 )
@@ -49,19 +58,19 @@ from clm_hub.metrics import HubMetrics
 from clm_hub.plugins import PluginRegistry
 from clm_hub.records import now_utc
 from clm_hub.redaction import Redactor
-from clm_hub.runs import RunStatus
+from clm_hub.runs import RunKind, RunStatus
 from clm_hub.runtime import configure_connectors
 from clm_hub.scheduler import (
     DaemonSettings,
-    add_connector_job,
     add_periodic_job,
+    add_scheduled_job,
     build_scheduler,
     schedule_period,
 )
 from clm_hub.server import Check, Readiness, create_app
 from clm_hub.settings import HubSettings
 from clm_hub.store.tables import SyncRun
-from clm_hub.sync import ConnectorResult, SyncEngine
+from clm_hub.sync import ConnectorResult, CycleResult, SyncEngine
 from clm_hub.webhooks import (
     Debouncer,
     WebhookOutcome,
@@ -70,7 +79,7 @@ from clm_hub.webhooks import (
     prune_deliveries,
 )
 
-__all__ = ["Daemon", "Recompute", "RequestGate"]
+__all__ = ["Daemon", "Recompute", "RequestGate", "Trigger"]
 
 log = structlog.get_logger("clm_hub.daemon")
 run_t = SyncRun.__table__  # type: ignore[attr-defined]
@@ -80,6 +89,15 @@ Recompute = Callable[[set[int]], None]
 
 DAEMON_LEASE = "daemon"
 RECOMPUTE_ATTEMPTS = 4
+
+
+class Trigger(StrEnum):
+    """Why a connector's cycle runs (the ``trigger`` of its log events and metrics)."""
+
+    SCHEDULE = "schedule"
+    WEBHOOK = "webhook"
+    RECONCILE = "reconcile"
+    STAGES = "stages"
 
 
 class RequestGate(httpx.AsyncBaseTransport):
@@ -188,7 +206,8 @@ class Daemon:
         now: Callable[[], datetime] = now_utc,
     ) -> None:
         """``recompute`` is the stage engine's entry point; ``transport`` replaces real HTTP
-        (tests); ``alert_sinks`` are added to the log and the configured outbound webhook."""
+        (tests); ``alert_sinks`` are added to the log and the sinks plugins register
+        (the configured outbound webhook among them)."""
         self.settings = settings
         self.config = config
         self.engine = engine
@@ -207,14 +226,11 @@ class Daemon:
             settings, registry, engine, transport=self.gate, now=now,
             recompute=self._recompute_stages if recompute is not None else None,
         )  # fmt: skip
-        sinks: list[AlertSink] = [LogSink(), *alert_sinks]
-        self._slack: SlackWebhookSink | None = None
-        if config.alerts.webhook_url is not None:
-            self._slack = SlackWebhookSink(
-                config.alerts.webhook_url.get_secret_value(),
-                redactor=self.redactor, timeout=config.alerts.timeout,
-            )  # fmt: skip
-            sinks.append(self._slack)
+        self._sinks: list[AlertSink] = [
+            *collect_alert_sinks(registry.manager, settings, self.redactor),
+            *alert_sinks,
+        ]
+        sinks: list[AlertSink] = [LogSink(), *self._sinks]
         self.alerter = Alerter(
             config.alerts, sinks, now=now,
             on_alert=lambda alert: self.metrics.alerts.labels(alert.kind.value).inc(),
@@ -224,13 +240,15 @@ class Daemon:
             on_ingested=self._ingested, transport=transport, now=now,
         )  # fmt: skip
         self.debouncer = Debouncer(
-            lambda connector_id: self.run_connector(connector_id, trigger="webhook"),
+            lambda connector_id: self.run_connector(connector_id, Trigger.WEBHOOK),
             delay=config.webhook_debounce, max_wait=config.webhook_max_wait,
         )  # fmt: skip
         self.app = create_app(self, max_body=config.webhook_max_bytes, now=now)
         self.scheduler = build_scheduler()
         self._locks = {c: asyncio.Lock() for c in self.connectors}
-        self._again: set[str] = set()
+        self._owed: dict[str, set[Trigger]] = {}
+        """Per connector, runs that found it busy and follow its current cycle."""
+        self._followups: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._stop_reason = ""
@@ -311,21 +329,33 @@ class Daemon:
         now = self.now()
         self.scheduler.add_listener(self._job_skipped, EVENT_JOB_MAX_INSTANCES)
         for connector_id in self.connectors:
-            add_connector_job(
-                self.scheduler, connector_id, self.settings.connectors[connector_id].schedule,
-                self.run_connector, now=now, run_at_start=self.config.run_at_start,
+            config = self.settings.connectors[connector_id]
+            add_scheduled_job(
+                self.scheduler, f"connector:{connector_id}", config.schedule, self.run_connector,
+                args=[connector_id], now=now, run_at_start=self.config.run_at_start,
+            )  # fmt: skip
+            if config.reconcile.enabled:
+                add_scheduled_job(
+                    self.scheduler, f"reconcile:{connector_id}", config.reconcile.schedule,
+                    self.reconcile, args=[connector_id], now=now, run_at_start=False,
+                )  # fmt: skip
+        if self._recompute is not None:
+            add_scheduled_job(
+                self.scheduler, "stages", self.config.stages_schedule, self.run_stages, now=now,
+                run_at_start=False,
             )  # fmt: skip
         add_periodic_job(
-            self.scheduler, "housekeeping", self.config.housekeeping_every, self._housekeeping,
+            self.scheduler, "housekeeping", self.config.housekeeping_every, self.housekeeping,
             now=now,
         )  # fmt: skip
 
     def _job_skipped(self, event: JobSubmissionEvent) -> None:
         """A run fell due while the previous one of the job still ran."""
         kind, _, connector_id = event.job_id.partition(":")
-        if kind == "connector":
+        trigger = {"connector": Trigger.SCHEDULE, "reconcile": Trigger.RECONCILE}.get(kind)
+        if trigger is not None:
             self.metrics.skipped.labels(connector_id, "busy").inc()
-            log.info("cycle.skipped", connector=connector_id, trigger="schedule", reason="busy")
+            log.info("cycle.skipped", connector=connector_id, trigger=trigger, reason="busy")
 
     async def _claim_store(self) -> None:
         """SQLite is single-replica: take the ``daemon`` lease or refuse to start."""
@@ -370,10 +400,12 @@ class Daemon:
         server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server_task, timeout=10)
+        for followup in self._followups:
+            followup.cancel()
+        await asyncio.gather(*self._followups, return_exceptions=True)
         await self.webhooks.aclose()
         await self.gate.shutdown()
-        if self._slack is not None:
-            await self._slack.aclose()
+        await close_sinks(self._sinks)
         log.info(
             "daemon.stopped", abandoned_cycles=len(abandoned),
             duration_ms=round((time.monotonic() - started) * 1000),
@@ -392,14 +424,14 @@ class Daemon:
 
     # -- cycles ------------------------------------------------------------------------
 
-    async def run_connector(self, connector_id: str, trigger: str = "schedule") -> None:
+    async def run_connector(self, connector_id: str, trigger: Trigger = Trigger.SCHEDULE) -> None:
         """One cycle of one connector, unless it already runs here or on another replica."""
         if self._stopping:
             return
         lock = self._locks[connector_id]
         if lock.locked():
-            if trigger == "webhook":
-                self._again.add(connector_id)
+            if trigger is not Trigger.SCHEDULE:  # the schedule fires again anyway
+                self._owed.setdefault(connector_id, set()).add(trigger)
             self.metrics.skipped.labels(connector_id, "busy").inc()
             log.info("cycle.skipped", connector=connector_id, trigger=trigger, reason="busy")
             return
@@ -411,17 +443,66 @@ class Daemon:
                 await self._cycle(connector_id, trigger, task)
         finally:
             self._running.discard(task)
-        if connector_id in self._again and not self._stopping:
-            self._again.discard(connector_id)
-            self.debouncer.poke(connector_id)
+        owed = self._owed.pop(connector_id, set())
+        if self._stopping:
+            return
+        for later in sorted(owed):
+            if later is Trigger.WEBHOOK:
+                self.debouncer.poke(connector_id)
+            else:
+                followup = asyncio.create_task(self.run_connector(connector_id, later))
+                self._followups.add(followup)
+                followup.add_done_callback(self._followups.discard)
 
-    async def _cycle(self, connector_id: str, trigger: str, task: asyncio.Task[Any]) -> None:
+    async def reconcile(self, connector_id: str) -> None:
+        """The reconciliation sweep of one connector, unless a replica swept it within the
+        last half period (every replica schedules the sweep; one per period is enough)."""
+        if self._stopping:
+            return
+        schedule = self.settings.connectors[connector_id].reconcile.schedule
+        recent = schedule_period(schedule, now=self.now()) / 2
+        try:
+            last = await asyncio.to_thread(_last_sweep, self.engine, connector_id)
+        except Exception as exc:  # the store is down: the cycle will say so, with an alert
+            log.warning("reconcile.check_failed", connector=connector_id, error=type(exc).__name__)
+            last = None
+        if last is not None and self.now() - last < recent:
+            self.metrics.skipped.labels(connector_id, "swept_recently").inc()
+            log.info(
+                "cycle.skipped", connector=connector_id, trigger=Trigger.RECONCILE,
+                reason="swept_recently", last_sweep=last.isoformat(),
+            )  # fmt: skip
+            return
+        await self.run_connector(connector_id, Trigger.RECONCILE)
+
+    async def run_stages(self) -> None:
+        """The stage-only run: customers whose stage changes with time alone (at-risk,
+        lapsed) are brought up to date and every tool gets the change, without a pull."""
+        if self._stopping:
+            return
+        await asyncio.gather(*(self.run_connector(c, Trigger.STAGES) for c in self.connectors))
+
+    def _start(self, connector_id: str, trigger: Trigger) -> Awaitable[CycleResult]:
+        """The sync engine call a trigger makes."""
+        if trigger is Trigger.RECONCILE:
+            sweep = self.settings.connectors[connector_id].reconcile
+            return self.sync.run_cycle(
+                [connector_id], full=sweep.full, lookback=None if sweep.full else sweep.lookback,
+                kind=RunKind.RECONCILE,
+            )  # fmt: skip
+        if trigger is Trigger.STAGES:
+            return self.sync.run_cycle([connector_id], pull=False, kind=RunKind.STAGES)
+        return self.sync.run_cycle([connector_id])
+
+    async def _cycle(self, connector_id: str, trigger: Trigger, task: asyncio.Task[Any]) -> None:
         started = time.monotonic()
         try:
             async with self.leases.hold(f"connector:{connector_id}") as held:
                 if not held:
-                    if trigger == "webhook":  # another replica runs it: try again shortly
-                        self._again.add(connector_id)
+                    if trigger is Trigger.WEBHOOK:  # another replica runs it: try again shortly
+                        self._owed.setdefault(connector_id, set()).add(trigger)
+                    # A sweep or stage-only run is not owed: the other replica's cycle pulls
+                    # and pushes, and the next sweep comes within a period.
                     self.metrics.skipped.labels(connector_id, "lease_held").inc()
                     log.info(
                         "cycle.skipped", connector=connector_id, trigger=trigger,
@@ -432,7 +513,7 @@ class Daemon:
                     "cycle.started", connector=connector_id, trigger=trigger, holder=self.holder
                 )
                 try:
-                    result = await self.sync.run_cycle([connector_id])
+                    result = await self._start(connector_id, trigger)
                 except asyncio.CancelledError:
                     self._abandoned(connector_id, trigger, task, started)
                     return
@@ -440,6 +521,7 @@ class Daemon:
                 # Logged while the lease is held: replicas' cycle logs never overlap.
                 for connector in result.connectors:
                     self.metrics.observe_connector(connector, seconds)
+                    self.metrics.triggers.labels(connector.connector, trigger.value).inc()
                     _log_cycle(connector, result.run_id, trigger, seconds)
         except asyncio.CancelledError:
             self._abandoned(connector_id, trigger, task, started)
@@ -451,10 +533,11 @@ class Daemon:
             await self.alerter.raise_alert(crash_alert(connector_id, error, now=self.now()))
             return
         for connector in result.connectors:
-            await self.alerter.cycle_finished(connector)
+            # A stage-only run reads nothing, so it cannot tell that a pull recovered.
+            await self.alerter.cycle_finished(connector, resolve=trigger is not Trigger.STAGES)
 
     def _abandoned(
-        self, connector_id: str, trigger: str, task: asyncio.Task[Any], started: float
+        self, connector_id: str, trigger: Trigger, task: asyncio.Task[Any], started: float
     ) -> None:
         # Only the daemon cancels cycles (shutdown, or a lost lease): the cancellation ends
         # here, so the scheduler sees a job that returned.
@@ -544,7 +627,7 @@ class Daemon:
     async def metrics_text(self) -> bytes:
         return await asyncio.to_thread(self.metrics.render)
 
-    async def _housekeeping(self) -> None:
+    async def housekeeping(self) -> None:
         """Stale-connector alerts and pruning of remembered webhook event ids."""
         now = self.now()
         try:
@@ -590,6 +673,22 @@ def _last_cycles(engine: Engine) -> dict[str, tuple[datetime | None, datetime | 
         ).all()
     ok: dict[str, datetime | None] = dict(ok_rows)
     return {connector: (finished, ok.get(connector)) for connector, finished in any_rows}
+
+
+def _last_sweep(engine: Engine, connector_id: str) -> datetime | None:
+    """When the connector's last finished reconciliation sweep ended (any replica's)."""
+    c = run_t.c
+    done = (RunStatus.OK.value, RunStatus.PARTIAL.value)
+    with engine.connect() as conn:
+        last: datetime | None = conn.execute(
+            select(func.max(c.finished_at)).where(
+                c.connector == connector_id,
+                c.kind == RunKind.RECONCILE.value,
+                c.stream != "push",
+                c.status.in_(done),
+            )
+        ).scalar_one_or_none()
+    return last
 
 
 def _log_cycle(result: ConnectorResult, run_id: str, trigger: str, seconds: float) -> None:

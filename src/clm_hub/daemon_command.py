@@ -20,8 +20,9 @@ __all__ = ["run"]
 @config_option
 @user_errors
 def run(config_path: Path | None) -> None:
-    """Run the daemon: connector cycles on their schedules, webhooks, /healthz, /readyz
-    and /metrics on http_host:http_port.
+    """Run the daemon: connector cycles on their schedules, reconciliation sweeps, stage-only
+    runs for time-based changes, webhooks, /healthz, /readyz and /metrics on
+    http_host:http_port.
 
     SIGTERM or SIGINT stops it gracefully (exit 0): no new cycles, requests already sent
     finish, nothing is lost or pushed twice. On SQLite only one daemon may run per store;

@@ -13,7 +13,10 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from clm_hub.alerts import RegisterAlertSink
     from clm_hub.connectors.base import RegisterConnector
+    from clm_hub.redaction import Redactor
+    from clm_hub.settings import HubSettings
 
 PROJECT = "clm_hub"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -41,4 +44,27 @@ def register_commands(cli: click.Group) -> None:
     Called once while the CLI is assembled, before arguments are parsed.
 
     :param cli: the top-level ``click`` group; call ``cli.add_command(...)``.
+    """
+
+
+# -- the daemon -------------------------------------------------------------------------
+
+
+@hookspec
+def register_alert_sinks(
+    register: RegisterAlertSink, settings: HubSettings, redactor: Redactor
+) -> None:
+    """Offer places to deliver the daemon's alerts by calling ``register(sink)``.
+
+    Called once when ``clm-hub run`` starts. A sink is any object with
+    ``async send(alert: clm_hub.alerts.Alert) -> None`` (and optionally ``async aclose()``,
+    called at shutdown); it gets every alert that passed the rate limit (failed or partial
+    cycle, stale connector, spike of rejected records, exhausted API budget), each with
+    what to do about it. ``send`` should log delivery failures itself; one that raises is
+    logged and does not stop the other sinks. The built-in Slack-compatible webhook
+    (``[daemon.alerts] webhook_url``) is one such sink.
+
+    :param register: the callback that records a sink.
+    :param settings: the hub's settings (``settings.daemon.alerts`` among them).
+    :param redactor: masks the hub's secrets in text a sink logs or sends.
     """

@@ -33,6 +33,7 @@ run_t = SyncRun.__table__  # type: ignore[attr-defined]
 RECORD_OUTCOMES = ("read", "inserted", "updated", "unchanged", "rejected")
 PUSH_OUTCOMES = ("planned", "sent", "confirmed", "failed", "gave_up")
 CYCLE_STATUSES = ("ok", "partial", "failed", "error", "abandoned")
+TRIGGERS = ("schedule", "webhook", "reconcile", "stages")
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -58,8 +59,15 @@ class HubMetrics:
         )  # fmt: skip
         self.skipped = Counter(
             "clm_hub_cycles_skipped", "Scheduled cycles not run, by reason "
-            "(lease_held: another replica runs it; busy: the previous one still runs).",
+            "(lease_held: another replica runs it; busy: the previous one still runs; "
+            "swept_recently: a replica ran the reconciliation sweep within half a period).",
             ["connector", "reason"], registry=r,
+        )  # fmt: skip
+        self.triggers = Counter(
+            "clm_hub_cycle_triggers", "Cycles run by this replica, by what started them "
+            "(schedule, webhook, reconcile: a sweep over a longer window, stages: a push of "
+            "time-based stage changes without a pull).",
+            ["connector", "trigger"], registry=r,
         )  # fmt: skip
         self.records = Counter(
             "clm_hub_records", "Records pulled, by what ingesting them did.",
@@ -97,6 +105,8 @@ class HubMetrics:
         for connector in connectors:
             for status in CYCLE_STATUSES:
                 self.cycles.labels(connector, status)
+            for trigger in TRIGGERS:
+                self.triggers.labels(connector, trigger)
             for stream in STREAMS:
                 for outcome in RECORD_OUTCOMES:
                     self.records.labels(connector, stream, outcome)

@@ -12,6 +12,7 @@ from clm_hub.push.executor import PushCounts
 from clm_hub.store.tables import SyncRun
 
 __all__ = [
+    "RunKind",
     "RunStatus",
     "finish_stream_run",
     "mark_interrupted",
@@ -33,6 +34,18 @@ class RunStatus(StrEnum):
     """The process died mid-run; the next run resumed from the stored cursor."""
 
 
+class RunKind(StrEnum):
+    """What started a run; ``sync_run.kind``."""
+
+    CYCLE = "cycle"
+    """A regular pull (scheduled, webhook follow-up or `clm-hub sync`), then the push."""
+    RECONCILE = "reconcile"
+    """A reconciliation sweep: a re-read over a longer window than the incremental cursor's
+    overlap (or in full), catching changes that webhooks and cursors missed."""
+    STAGES = "stages"
+    """A push of time-based stage changes to every tool, without pulling."""
+
+
 def mark_interrupted(engine: Engine, connector: str, now: datetime) -> int:
     """Close runs left ``running`` by a process that died; returns how many."""
     with engine.begin() as conn:
@@ -45,7 +58,13 @@ def mark_interrupted(engine: Engine, connector: str, now: datetime) -> int:
 
 
 def start_stream_run(
-    engine: Engine, *, run_id: str, connector: str, stream: str, now: datetime
+    engine: Engine,
+    *,
+    run_id: str,
+    connector: str,
+    stream: str,
+    now: datetime,
+    kind: RunKind = RunKind.CYCLE,
 ) -> int:
     """Record that a stream started; returns the row id the page writer counts into."""
     with engine.begin() as conn:
@@ -55,6 +74,7 @@ def start_stream_run(
                 run_id=run_id,
                 connector=connector,
                 stream=stream,
+                kind=kind.value,
                 status=RunStatus.RUNNING.value,
                 started_at=now,
             )

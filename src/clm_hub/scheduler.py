@@ -1,44 +1,43 @@
 """APScheduler wiring for the daemon, and the daemon's settings.
 
-One job per enabled connector, on its ``[connectors.<id>.schedule]``: an interval or a
-crontab line, with jitter. Jobs never overlap (``max_instances=1``), runs missed while the
-process was stalled or busy collapse into one (``coalesce``), however late
-(``misfire_grace_time=None``). What a job does is the daemon's business, not this module's.
+Jobs: one per enabled connector on its ``schedule`` (an interval or a crontab line, with
+jitter), one per connector for its reconciliation sweep (``reconcile.schedule``), the
+stage-only run (``[daemon] stages_schedule``) and housekeeping. Jobs never overlap
+(``max_instances=1``), runs missed while the process was stalled or busy collapse into one
+(``coalesce``), however late (``misfire_grace_time=None``). What a job does is the daemon's
+business, not this module's.
 
-This module imports nothing from ``clm_hub.settings`` at run time, so ``HubSettings`` can
-nest ``DaemonSettings`` as its ``daemon`` table without an import cycle.
+``Schedule`` and ``Reconcile`` live here rather than in ``clm_hub.settings`` because
+``DaemonSettings`` needs them and ``HubSettings`` nests ``DaemonSettings``.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
-
-if TYPE_CHECKING:
-    from clm_hub.settings import Schedule
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = [
     "AlertSettings",
     "DaemonSettings",
-    "add_connector_job",
+    "Duration",
+    "Reconcile",
+    "Schedule",
     "add_periodic_job",
+    "add_scheduled_job",
     "build_scheduler",
-    "daemon_settings_from_env",
     "schedule_period",
     "trigger_for",
 ]
 
-ENV_PREFIX = "CLM_HUB_DAEMON__"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -56,6 +55,45 @@ def _duration(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
+class Schedule(BaseModel):
+    """When the daemon runs a job: every ``interval``, or on a ``cron`` expression (UTC);
+    each run is delayed by up to ``jitter`` so replicas and connectors spread out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval: Duration | None = timedelta(minutes=15)
+    cron: str | None = None
+    jitter: Duration = timedelta(seconds=30)
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"not a crontab expression: {exc}") from None
+        return value
+
+
+class Reconcile(BaseModel):
+    """A connector's ``reconcile`` table: the periodic sweep that catches what webhooks and
+    incremental pulls missed (lost deliveries, deletes reported late, records that
+    surfaced in the tool's API after the cursor had passed their timestamp)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    schedule: Schedule = Schedule(interval=timedelta(hours=6), jitter=timedelta(minutes=5))
+    """How often to sweep; the first sweep comes one period after the daemon starts."""
+    lookback: Annotated[Duration, Field(gt=timedelta(0))] = timedelta(days=2)
+    """Re-read everything changed within this long before the stored cursor (instead of
+    the ``[sync] cursor_overlap``). Records that did not change cost no writes."""
+    full: bool = False
+    """Re-read everything instead (for tools without a reliable modified-since filter);
+    give it a low frequency, e.g. ``schedule = { cron = "0 3 * * 0" }``."""
+
+
 class AlertSettings(BaseModel):
     """The ``[daemon.alerts]`` table: where alerts go and what counts as one."""
 
@@ -63,7 +101,7 @@ class AlertSettings(BaseModel):
 
     webhook_url: SecretStr | None = None
     """Slack-compatible incoming-webhook URL (its path is a secret); unset: alerts are only
-    logged (event ``alert``)."""
+    logged (event ``alert``) and handed to plugins' sinks."""
     rejected_min: Annotated[int, Field(ge=1)] = 20
     """A spike of rejected records: at least this many in one connector cycle..."""
     rejected_share: Annotated[float, Field(gt=0, le=1)] = 0.05
@@ -74,7 +112,7 @@ class AlertSettings(BaseModel):
 
 
 class DaemonSettings(BaseModel):
-    """The ``[daemon]`` table: leases, shutdown, readiness, webhooks, alerts."""
+    """The ``[daemon]`` table: leases, shutdown, readiness, webhooks, stages, alerts."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -89,6 +127,9 @@ class DaemonSettings(BaseModel):
     stale_after: Duration | None = None
     """A connector whose last cycle is older than this makes ``/readyz`` fail and raises a
     stale alert; default: three schedule periods."""
+    stages_schedule: Schedule = Schedule(interval=timedelta(hours=1), jitter=timedelta(minutes=1))
+    """How often stages are brought up to date without new data (customers turn at-risk or
+    lapsed as days pass) and the changes pushed to every tool."""
     housekeeping_every: Duration = timedelta(seconds=60)
     """How often staleness is checked and old webhook deliveries are pruned."""
     webhook_debounce: Duration = timedelta(seconds=2)
@@ -99,22 +140,6 @@ class DaemonSettings(BaseModel):
     """How long delivered event ids are remembered to drop duplicates."""
     webhook_max_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     alerts: AlertSettings = AlertSettings()
-
-
-def daemon_settings_from_env(environ: Mapping[str, str] | None = None) -> DaemonSettings:
-    """``DaemonSettings`` from ``CLM_HUB_DAEMON__*`` variables (nested keys joined by
-    ``__``), the same names ``HubSettings`` will read once it nests a ``daemon`` table."""
-    env = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    for key, value in env.items():
-        if not key.upper().startswith(ENV_PREFIX):
-            continue
-        path = key[len(ENV_PREFIX) :].lower().split("__")
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return DaemonSettings.model_validate(data)
 
 
 def trigger_for(schedule: Schedule) -> BaseTrigger:
@@ -150,17 +175,19 @@ def build_scheduler() -> AsyncIOScheduler:
     )
 
 
-def add_connector_job(
+def add_scheduled_job(
     scheduler: AsyncIOScheduler,
-    connector_id: str,
+    job_id: str,
     schedule: Schedule,
-    run: Callable[[str], Awaitable[None]],
+    run: Callable[..., Awaitable[None]],
     *,
+    args: Sequence[object] = (),
     now: datetime,
     run_at_start: bool,
 ) -> None:
-    """Schedule ``run(connector_id)``; with ``run_at_start`` the first run is right away,
-    spread over the schedule's jitter so replicas and connectors do not all start at once."""
+    """Schedule ``run(*args)`` as ``job_id``; with ``run_at_start`` the first run is right
+    away, spread over the schedule's jitter so replicas and connectors do not all start at
+    once, otherwise when the schedule first fires."""
     first: datetime | None = None
     if run_at_start:
         spread = schedule.jitter.total_seconds()
@@ -169,9 +196,9 @@ def add_connector_job(
     scheduler.add_job(
         run,
         trigger_for(schedule),
-        args=[connector_id],
-        id=f"connector:{connector_id}",
-        name=f"cycle {connector_id}",
+        args=list(args),
+        id=job_id,
+        name=job_id,
         replace_existing=True,
         **options,
     )

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -31,12 +30,13 @@ from clm_hub.connectors.base import ConnectorSettings
 from clm_hub.errors import ConfigError
 from clm_hub.identity import IdentityRules
 from clm_hub.push.mapping import PushMapping
-from clm_hub.scheduler import DaemonSettings
+from clm_hub.scheduler import DaemonSettings, Duration, Reconcile, Schedule
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "ConnectorConfig",
     "HubSettings",
+    "Reconcile",
     "Schedule",
     "SyncOptions",
     "format_validation_error",
@@ -44,43 +44,6 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///clm-hub.sqlite3"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def _duration(value: Any) -> Any:
-    """Accept ``90``, ``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` as well as timedeltas."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
-        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-
-
-class Schedule(BaseModel):
-    """When the daemon runs a connector: every ``interval``, or on a ``cron`` expression."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    interval: Duration | None = timedelta(minutes=15)
-    cron: str | None = None
-    jitter: Duration = timedelta(seconds=30)
-
-    @field_validator("cron")
-    @classmethod
-    def _check_cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            from apscheduler.triggers.cron import CronTrigger
-
-            try:
-                CronTrigger.from_crontab(value)
-            except ValueError as exc:
-                raise ValueError(f"not a crontab expression: {exc}") from None
-        return value
 
 
 class SyncOptions(BaseModel):
@@ -106,6 +69,8 @@ class ConnectorConfig(BaseModel):
     schedule: Schedule = Schedule()
     push: PushMapping = PushMapping()
     """What the hub writes back to this tool (tags and/or fields) and how carefully."""
+    reconcile: Reconcile = Reconcile()
+    """The daemon's periodic sweep over a longer window (see ``Reconcile``)."""
 
     @property
     def plugin_settings(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from clm_hub.connectors.base import Capability, Connector
 from clm_hub.connectors.http import HttpStats
-from clm_hub.cursors import load_resume_point
+from clm_hub.cursors import ResumePoint, load_resume_point
 from clm_hub.errors import ConfigError
 from clm_hub.ingest import STREAMS, PageCounts, PageWriter, Stream
 from clm_hub.linking import IdentityContext
@@ -32,6 +32,7 @@ from clm_hub.push.planner import PushPlan, PushTarget, plan_push
 from clm_hub.records import Page, now_utc
 from clm_hub.redaction import Redactor
 from clm_hub.runs import (
+    RunKind,
     RunStatus,
     finish_stream_run,
     mark_interrupted,
@@ -232,11 +233,17 @@ class SyncEngine:
         dry_run: bool = False,
         push: bool = True,
         apply_large: bool = False,
+        pull: bool = True,
+        lookback: timedelta | None = None,
+        kind: RunKind = RunKind.CYCLE,
     ) -> CycleResult:
         """Pull every selected connector, let stages catch up, then write back.
 
         Never raises for one connector's failure. Pushes wait for every pull, since a
-        customer's stage depends on what all tools said about them.
+        customer's stage depends on what all tools said about them. The daemon's
+        reconciliation sweeps pass ``lookback`` (resume that far before each stored cursor,
+        without its page token, instead of ``cursor_overlap``); its stage-only runs pass
+        ``pull=False``. ``kind`` is recorded in the run history.
         """
         selected = self.selected(connector_ids)
         redactor = build_redactor(configure_connectors(self.settings, self.registry))
@@ -246,7 +253,17 @@ class SyncEngine:
         try:
             results = await asyncio.gather(
                 *(
-                    self._pull_connector(item, run_id, redactor, full, dry_run, opened)
+                    self._pull_connector(
+                        item,
+                        run_id,
+                        redactor,
+                        full,
+                        dry_run,
+                        opened,
+                        pull=pull,
+                        lookback=lookback,
+                        kind=kind,
+                    )
                     for item in selected
                 )
             )
@@ -260,7 +277,13 @@ class SyncEngine:
                 await asyncio.gather(
                     *(
                         self._push_connector(
-                            opened[r.connector], r, run_id, redactor, dry_run, apply_large
+                            opened[r.connector],
+                            r,
+                            run_id,
+                            redactor,
+                            dry_run,
+                            apply_large,
+                            kind=kind,
                         )
                         for r in results
                         if r.connector in opened and not r.pull_failed
@@ -280,6 +303,10 @@ class SyncEngine:
         full: bool,
         dry_run: bool,
         opened: dict[str, Connector[Any]],
+        *,
+        pull: bool = True,
+        lookback: timedelta | None = None,
+        kind: RunKind = RunKind.CYCLE,
     ) -> ConnectorResult:
         result = ConnectorResult(item.connector_id)
         if not item.ok:
@@ -294,10 +321,19 @@ class SyncEngine:
         if not dry_run:
             now = self.now()
             await asyncio.to_thread(mark_interrupted, self.engine, item.connector_id, now)
-        for stream in STREAMS:
+        for stream in STREAMS if pull else ():
             if STREAM_CAPABILITY[stream] in connector.capabilities:
                 result.streams.append(
-                    await self._run_stream(connector, stream, run_id, redactor, full, dry_run)
+                    await self._run_stream(
+                        connector,
+                        stream,
+                        run_id,
+                        redactor,
+                        full,
+                        dry_run,
+                        lookback=lookback,
+                        kind=kind,
+                    )
                 )
         return result
 
@@ -309,6 +345,8 @@ class SyncEngine:
         redactor: Redactor,
         dry_run: bool,
         apply_large: bool,
+        *,
+        kind: RunKind = RunKind.CYCLE,
     ) -> None:
         config = self.settings.connectors[connector.connector_id]
         caps = connector.capabilities
@@ -340,7 +378,7 @@ class SyncEngine:
             return
         row_id = await asyncio.to_thread(
             start_stream_run, self.engine, run_id=run_id, connector=connector.connector_id,
-            stream="push", now=now,
+            stream="push", now=now, kind=kind,
         )  # fmt: skip
         before = connector.http.stats.snapshot()
         if use_fields:
@@ -356,6 +394,7 @@ class SyncEngine:
         try:
             if push.error is None:
                 push.counts = await executor.run()
+                push.error = executor.exhausted  # the records wait; the operator is alerted
         except Exception as exc:  # isolation: the tool refused us; the others go on
             push.counts = executor.counts
             push.error = redactor.text(f"{type(exc).__name__}: {exc}")
@@ -391,6 +430,9 @@ class SyncEngine:
         redactor: Redactor,
         full: bool,
         dry_run: bool,
+        *,
+        lookback: timedelta | None = None,
+        kind: RunKind = RunKind.CYCLE,
     ) -> StreamResult:
         source = connector.connector_id
         with self.engine.connect() as conn:
@@ -398,15 +440,17 @@ class SyncEngine:
                 conn, source, stream,
                 current_version=connector.cursor_version,
                 migrate=connector.migrate_cursor,
-                overlap=self.settings.sync.cursor_overlap,
+                overlap=lookback or self.settings.sync.cursor_overlap,
                 full=full,
             )  # fmt: skip
+        if lookback is not None and resume.cursor is not None:
+            resume = _sweep_from(resume, lookback)
         self.progress.stream_started(source, stream, resume.note)
         row_id = None
         if not dry_run:
             row_id = await asyncio.to_thread(
                 start_stream_run, self.engine, run_id=run_id, connector=source, stream=stream,
-                now=self.now(),
+                now=self.now(), kind=kind,
             )  # fmt: skip
         before = connector.http.stats.snapshot()
         counts = PageCounts()
@@ -459,6 +503,16 @@ class SyncEngine:
             )  # fmt: skip
         self.progress.stream_finished(result)
         return result
+
+
+def _sweep_from(resume: ResumePoint, lookback: timedelta) -> ResumePoint:
+    """A sweep re-reads the window by time: a page token would skip into the middle of it,
+    and a cursor without a time cannot be moved back, so that stream is re-read in full."""
+    assert resume.cursor is not None
+    if resume.cursor.updated_since is None:
+        return ResumePoint(None, "reconcile: the cursor has no time: full re-read")
+    cursor = resume.cursor.model_copy(update={"token": None})
+    return ResumePoint(cursor, f"reconcile: re-reading the last {lookback} before the cursor")
 
 
 async def _produce(

@@ -7,6 +7,10 @@ the simulator and signs deliveries with the same code.
 Signature: ``X-Hookbox-Signature`` is hex HMAC-SHA256(webhook secret, timestamp + "." +
 body), ``X-Hookbox-Timestamp`` the epoch seconds it was sent, ``X-Hookbox-Event-Id`` the
 event's id. Deliveries older than ``webhook_max_age_s`` are refused as replays.
+
+``GET /v1/contacts?updated_since=ISO`` lists the contacts modified at or after that time;
+the connector resumes from the newest ``updated_at`` it saw. An optional ``daily_limit``
+gives the connector a daily API budget, as some tools have.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
@@ -44,7 +48,14 @@ from clm_hub import (
     hookimpl,
     parse_page,
 )
-from clm_hub.connectors import HttpOptions, RetryPolicy, SlidingWindow
+from clm_hub.connectors import (
+    Composite,
+    DailyBudget,
+    HttpOptions,
+    RateLimiter,
+    RetryPolicy,
+    SlidingWindow,
+)
 from clm_hub.errors import AuthError, MalformedResponse
 
 MAX_BATCH = 10
@@ -80,11 +91,15 @@ class HookboxState:
     write_calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, cid: str, email: str, first_name: str = "") -> None:
-        self.contacts[cid] = {
-            "id": cid, "email": email, "first_name": first_name, "tags": [],
-            "updated_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat(),
-        }  # fmt: skip
+    def add(
+        self, cid: str, email: str, first_name: str = "", *, updated_at: datetime | None = None
+    ) -> None:
+        stamp = updated_at or datetime(2026, 1, 1, tzinfo=UTC)
+        with self.lock:
+            self.contacts[cid] = {
+                "id": cid, "email": email, "first_name": first_name, "tags": [],
+                "updated_at": stamp.isoformat(),
+            }  # fmt: skip
 
     def owned_tags(self, cid: str, prefix: str = "clm") -> list[str]:
         with self.lock:
@@ -93,8 +108,15 @@ class HookboxState:
 
 def create_app(state: HookboxState) -> Starlette:
     async def list_contacts(request: Request) -> JSONResponse:
+        since = request.query_params.get("updated_since")
+        floor = datetime.fromisoformat(since) if since else None
         with state.lock:
-            return JSONResponse({"contacts": [dict(c) for c in state.contacts.values()]})
+            rows = [
+                dict(c)
+                for c in state.contacts.values()
+                if floor is None or datetime.fromisoformat(c["updated_at"]) >= floor
+            ]
+        return JSONResponse({"contacts": rows})
 
     async def update_tags(request: Request) -> JSONResponse:
         updates = (await request.json())["updates"]
@@ -128,6 +150,8 @@ class HookboxSettings(ConnectorSettings):
     webhook_max_age_s: float = 300.0
     limit: int = 1000
     window: float = 1.0
+    daily_limit: int | None = None
+    """API calls allowed per day (then ``BudgetExhausted``); unset: no daily budget."""
 
 
 def _contact(row: dict[str, Any]) -> ContactRecord:
@@ -156,13 +180,18 @@ class Hookbox(Connector[HookboxSettings]):
         return HttpOptions(
             base_url=settings.base_url or cls.default_base_url,
             headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
-            limiter=SlidingWindow(settings.limit, settings.window),
+            limiter=_limiter(settings),
             retry=RetryPolicy(attempts=3, initial_wait=0.01, max_wait=1.0, jitter=0.0),
         )
 
     async def pull_contacts(self, since: StreamCursor | None) -> AsyncIterator[Page[ContactRecord]]:
-        body = await self.http.json("GET", "/v1/contacts")
-        yield parse_page(body["contacts"], _contact, external_id=lambda row: row.get("id"))
+        floor = since.updated_since if since is not None else None
+        params = {"updated_since": floor.isoformat()} if floor is not None else {}
+        body = await self.http.json("GET", "/v1/contacts", params=params)
+        page = parse_page(body["contacts"], _contact, external_id=lambda row: row.get("id"))
+        newest = max((r.updated_at for r in page.records if r.updated_at), default=floor)
+        cursor = StreamCursor(updated_since=newest) if newest is not None else None
+        yield page.model_copy(update={"cursor": cursor})
 
     async def push(self, changes: Sequence[PushChange]) -> Sequence[PushOutcome]:
         updates = [
@@ -201,6 +230,18 @@ class Hookbox(Connector[HookboxSettings]):
         return WebhookEvent(
             event_id=request.headers.get("x-hookbox-event-id", ""), contacts=[contact]
         )
+
+
+def _limiter(settings: HookboxSettings) -> RateLimiter:
+    window = SlidingWindow(settings.limit, settings.window)
+    if settings.daily_limit is None:
+        return window
+    return Composite(window, DailyBudget("hookbox", settings.daily_limit))
+
+
+def ago(**delta: float) -> datetime:
+    """A moment that long before now (UTC)."""
+    return datetime.now(UTC) - timedelta(**delta)
 
 
 @hookimpl

@@ -12,47 +12,65 @@ from pydantic import ValidationError
 
 from clm_hub.alerts import Alert, Alerter, AlertKind, SlackWebhookSink, alerts_for_cycle
 from clm_hub.daemon import RequestGate
+from clm_hub.errors import ConfigError
 from clm_hub.ingest import PageCounts
 from clm_hub.push.planner import PushPlan
 from clm_hub.redaction import Redactor
 from clm_hub.runs import RunStatus
-from clm_hub.scheduler import (
-    AlertSettings,
-    DaemonSettings,
-    daemon_settings_from_env,
-    schedule_period,
-    trigger_for,
-)
-from clm_hub.settings import Schedule
+from clm_hub.scheduler import AlertSettings, Reconcile, schedule_period, trigger_for
+from clm_hub.settings import ConnectorConfig, HubSettings, Schedule, load_settings
 from clm_hub.sync import ConnectorResult, PushResult, StreamResult
 from clm_hub.webhooks import Debouncer
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def test_daemon_settings_come_from_nested_environment_variables() -> None:
-    config = daemon_settings_from_env(
-        {
-            "CLM_HUB_DAEMON__LEASE_TTL": "5s",
-            "CLM_HUB_DAEMON__SHUTDOWN_GRACE": "500ms",
-            "CLM_HUB_DAEMON__ALERTS__WEBHOOK_URL": "https://hooks.example/T1/B2/secret",
-            "CLM_HUB_DAEMON__ALERTS__REJECTED_MIN": "3",
-            "CLM_HUB_HTTP_PORT": "9000",  # not ours
-        }
-    )
+def test_daemon_settings_come_from_nested_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in {
+        "CLM_HUB_DAEMON__LEASE_TTL": "5s",
+        "CLM_HUB_DAEMON__SHUTDOWN_GRACE": "500ms",
+        "CLM_HUB_DAEMON__STAGES_SCHEDULE__INTERVAL": "30m",
+        "CLM_HUB_DAEMON__ALERTS__WEBHOOK_URL": "https://hooks.example/T1/B2/secret",
+        "CLM_HUB_DAEMON__ALERTS__REJECTED_MIN": "3",
+    }.items():
+        monkeypatch.setenv(key, value)
+    config = HubSettings().daemon
     assert config.lease_ttl == timedelta(seconds=5)
     assert config.shutdown_grace == timedelta(seconds=0.5)
+    assert config.stages_schedule.interval == timedelta(minutes=30)
     assert config.alerts.rejected_min == 3
     assert config.alerts.webhook_url is not None
     assert "secret" not in repr(config)
-    assert daemon_settings_from_env({}) == DaemonSettings()
 
 
-def test_unknown_or_malformed_daemon_settings_are_refused() -> None:
-    with pytest.raises(ValidationError, match="lease_tll"):
-        daemon_settings_from_env({"CLM_HUB_DAEMON__LEASE_TLL": "5s"})
-    with pytest.raises(ValidationError, match="duration"):
-        daemon_settings_from_env({"CLM_HUB_DAEMON__LEASE_TTL": "soon"})
+def test_unknown_or_malformed_daemon_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLM_HUB_DAEMON__LEASE_TLL", "5s")
+    with pytest.raises(ConfigError, match=r"daemon\.lease_tll: unknown key"):
+        load_settings(None)
+    monkeypatch.delenv("CLM_HUB_DAEMON__LEASE_TLL")
+    monkeypatch.setenv("CLM_HUB_DAEMON__LEASE_TTL", "soon")
+    with pytest.raises(ConfigError, match="duration"):
+        load_settings(None)
+
+
+def test_reconcile_defaults_to_a_lookback_sweep_and_refuses_unknown_keys() -> None:
+    config = ConnectorConfig(plugin="hookbox")
+    assert config.reconcile == Reconcile()
+    assert config.reconcile.enabled and not config.reconcile.full
+    assert config.reconcile.lookback == timedelta(days=2)
+    assert config.reconcile.schedule.interval == timedelta(hours=6)
+    weekly = ConnectorConfig.model_validate(
+        {"plugin": "x", "reconcile": {"full": True, "schedule": {"cron": "0 3 * * 0"}}}
+    )
+    assert weekly.reconcile.full and weekly.reconcile.schedule.cron == "0 3 * * 0"
+    with pytest.raises(ValidationError, match="lookbak"):
+        ConnectorConfig.model_validate({"plugin": "x", "reconcile": {"lookbak": "1d"}})
+    with pytest.raises(ValidationError, match="greater than"):
+        ConnectorConfig.model_validate({"plugin": "x", "reconcile": {"lookback": "0s"}})
 
 
 def test_interval_and_cron_schedules_become_triggers_with_jitter() -> None:

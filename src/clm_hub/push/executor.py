@@ -24,7 +24,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from clm_hub.connectors.base import Connector
-from clm_hub.errors import AuthError, ConnectorError, RequestRejected
+from clm_hub.errors import AuthError, BudgetExhausted, ConnectorError, RequestRejected
 from clm_hub.linking import push_t
 from clm_hub.push.planner import PlannedChange, PushTarget, scan_changes
 from clm_hub.records import PushOutcome, PushStatus
@@ -73,6 +73,8 @@ class PushExecutor:
         self.redactor = redactor
         self.lock = lock
         self.counts = PushCounts()
+        self.exhausted: str | None = None
+        """Why the tool's API budget refused a batch, if it did (the push is then failed)."""
 
     async def run(self) -> PushCounts:
         """Push every planned change; raises only when the tool refuses us altogether."""
@@ -127,6 +129,8 @@ class PushExecutor:
             return [*await self._send(batch[:half]), *await self._send(batch[half:])]
         except ConnectorError as exc:  # rate limit or outage outlasting the client's retries
             reason = self.redactor.text(str(exc))
+            if isinstance(exc, BudgetExhausted):
+                self.exhausted = self.redactor.text(f"{type(exc).__name__}: {exc}")
             return [
                 PushOutcome(
                     external_id=p.change.external_id, status=PushStatus.RETRY, reason=reason

@@ -323,6 +323,9 @@ class SyncRun(_Base, table=True):
     run_id: str = Field(max_length=36, index=True)
     connector: str = Field(max_length=64)
     stream: str = Field(max_length=64)
+    kind: str = Field(default="cycle", max_length=16, sa_column_kwargs={"server_default": "cycle"})
+    """What started the run: ``cycle`` (a regular pull), ``reconcile`` (a sweep over a
+    longer window) or ``stages`` (a push of time-based stage changes, no pull)."""
     status: str = Field(max_length=16)
     """``running``, ``ok``, ``partial`` or ``failed``."""
     started_at: datetime = _utc(nullable=False)
