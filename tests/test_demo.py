@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 from sqlalchemy import func, select
 
 from clm_hub.cli import cli
+from clm_hub.demo.progress import demo_progress
 from clm_hub.demo.runner import DemoWorld
+from clm_hub.demo.shop import Person, people
 from clm_hub.linking import customer_t, identity_t, state_t
 
 
@@ -62,3 +67,33 @@ def test_demo_command_runs_and_says_where_to_look_next(
     assert f"clm-hub status --config {tmp_path / 'hub.toml'}" in result.output
     status = CliRunner().invoke(cli, ["status", "--config", str(tmp_path / "hub.toml")])
     assert status.exit_code == 0, status.output
+
+
+def test_nps_answers_are_deterministic_and_follow_behaviour() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    shop = list(people(3000, seed=11, now=now))
+    assert [p.nps for p in shop[:200]] == [p.nps for p in people(200, seed=11, now=now)]
+    answered = [p for p in shop if p.nps]
+    assert 0.15 < len(answered) / len(shop) < 0.5
+    assert all(0 <= a.score <= 10 for p in answered for a in p.nps)
+
+    def promoter_share(group: list[Person]) -> float:
+        scores = [a.score for p in group for a in p.nps]
+        return sum(s >= 9 for s in scores) / len(scores)
+
+    frequent = [p for p in answered if sum(x.status == "PAID" for x in p.purchases) >= 4]
+    refunders = [p for p in answered if any(x.status == "REFUNDED" for x in p.purchases)]
+    assert promoter_share(frequent) > promoter_share(refunders) + 0.2
+
+
+def test_large_shops_report_progress_as_plain_lines_off_a_terminal() -> None:
+    out = Console(file=io.StringIO(), force_terminal=False, width=120)
+    with demo_progress(out, total=50_000, enabled=True) as (seeding, sync):
+        for n in range(1000, 50_001, 1000):
+            seeding.seeded(n)
+        assert sync is not None
+        sync.stream_started("shop", "orders", "full read")
+    lines = out.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines[0] == "seeding: 5,000 of 50,000 people"
+    assert lines[9] == "seeding: 50,000 of 50,000 people"
+    assert lines[10] == "sync: shop orders started (full read)"

@@ -57,10 +57,13 @@ def list_objects(state: HubSpotState, call: Call) -> tuple[int, Json]:
     archived = call.query.get("archived", "false") == "true"
     after = call.query.get("after")
     after_id = _decode_after(after) if after else 0
-    rows = sorted(
-        (o for o in state.objects[kind].values() if o.archived == archived and o.id > after_id),
-        key=lambda o: o.id,
-    )
+    rows: list[SimObject] = []
+    for ident in state.ids_after(kind, after_id):
+        obj = state.objects[kind][ident]
+        if obj.archived == archived:
+            rows.append(obj)
+            if len(rows) > limit:
+                break
     body: dict[str, Json] = {"results": [render(kind, o, properties) for o in rows[:limit]]}
     if len(rows) > limit:
         token = _encode_after(rows[limit - 1].id)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -80,9 +82,10 @@ def format_timestamp(value: datetime) -> str:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class SimObject:
-    """One CRM record; ``properties`` hold HubSpot's string values."""
+    """One CRM record; ``properties`` hold HubSpot's string values (slotted: the demo keeps
+    a million)."""
 
     id: int
     properties: dict[str, str]
@@ -187,7 +190,10 @@ class HubSpotState:
         timeout_delay_s: float = 30.0,
         portal_id: int = 1234567,
         clock: Callable[[], datetime] | None = None,
+        log_limit: int | None = None,
     ) -> None:
+        """``log_limit`` bounds ``requests`` to the newest entries (the demo sets it so a long
+        run does not keep every request body); None keeps all."""
         self.lock = threading.RLock()
         self.private_app_tokens = set(private_app_tokens)
         self.client_secret = client_secret
@@ -208,12 +214,15 @@ class HubSpotState:
         self.oauth_apps: dict[str, str] = {}
         self.refresh_tokens: dict[str, str] = {}
         self.access_tokens: dict[str, float] = {}
-        self.requests: list[RecordedRequest] = []
+        self.requests: MutableSequence[RecordedRequest] = (
+            [] if log_limit is None else deque(maxlen=log_limit)
+        )
         self.throttled: Counter[str] = Counter()
         self.daily_used = 0
         self._burst: deque[float] = deque()
         self._search: deque[float] = deque()
         self._next_id = 100
+        self._ids: dict[str, array[int]] = {t: array("q") for t in MODIFIED_PROPERTY}
 
     # -- time and ids ---------------------------------------------------------------------
 
@@ -243,11 +252,34 @@ class HubSpotState:
             modified = modified_at or self.now()
             created = created_at or modified
             props = dict(properties)
-            props[CREATED_PROPERTY[kind]] = format_timestamp(created)
-            props[MODIFIED_PROPERTY[kind]] = format_timestamp(modified)
+            stamp = format_timestamp(created)
+            props[CREATED_PROPERTY[kind]] = stamp
+            # Seeded records are often created and modified at once: share the string.
+            props[MODIFIED_PROPERTY[kind]] = (
+                stamp if modified == created else format_timestamp(modified)
+            )
             props["hs_object_id"] = str(ident)
             self.objects[kind][ident] = SimObject(ident, props, created, modified)
+            self._index(kind, ident)
             return str(ident)
+
+    def _index(self, kind: str, ident: int) -> None:
+        ids = self._ids[kind]
+        if not ids or ident > ids[-1]:
+            ids.append(ident)  # the usual case: ids only grow
+            return
+        at = bisect_left(ids, ident)
+        if at == len(ids) or ids[at] != ident:
+            ids.insert(at, ident)
+
+    def ids_after(self, kind: str, after: int) -> Iterator[int]:
+        """Ids of ``kind`` greater than ``after``, ascending, without sorting every record
+        (list endpoints page through millions of contacts this way)."""
+        ids = self._ids[kind]
+        for position in range(bisect_right(ids, after), len(ids)):
+            ident = ids[position]
+            if ident in self.objects[kind]:  # deleted records stay in the index
+                yield ident
 
     def add_contact(
         self,

@@ -47,19 +47,10 @@ class Context:
     def __init__(self, state: ShopState, origin: str) -> None:
         self.state = state
         self.origin = origin
-        self._by_customer: dict[int, list[SimOrder]] | None = None
         self.search: list[dict[str, object]] = []
 
-    def orders_of(self, customer_id: int) -> list[SimOrder]:
-        if self._by_customer is None:
-            self._by_customer = {}
-            for order in self.state.orders.values():
-                if order.customer_id is not None:
-                    self._by_customer.setdefault(order.customer_id, []).append(order)
-        return self._by_customer.get(customer_id, [])
-
     def customer(self, c: SimCustomer) -> dict[str, object]:
-        orders = self.orders_of(c.id)
+        orders = self.state.orders_of(c.id)
         paid = [o for o in orders if o.cancelled_at is None and o.financial_status == "PAID"]
         last = max(orders, key=lambda o: (o.processed_at or o.created_at, o.id), default=None)
         name = " ".join(p for p in (c.first_name, c.last_name) if p)
@@ -130,7 +121,6 @@ class Context:
 
     def bulk(self, op: SimBulkOperation) -> dict[str, object]:
         done = op.status == "COMPLETED"
-        size = sum(len(line) + 1 for line in op.lines)
         url = None
         if done and op.lines:
             url = f"{self.origin}/_bulk/{op.id}.jsonl?signature={op.signature}"
@@ -143,7 +133,8 @@ class Context:
             "completedAt": iso(op.completed_at),
             "objectCount": str(len(op.lines) if done else 0),
             "rootObjectCount": str(op.root_object_count if done else 0),
-            "fileSize": str(size) if url else None,
+            # Rendering the file to measure it costs a pass: only when the field is asked for.
+            "fileSize": (lambda: str(sum(len(line) + 1 for line in op.lines))) if url else None,
             "url": url,
             "partialDataUrl": None,
             "query": op.query,

@@ -9,7 +9,7 @@ short, ``MAX_COST_EXCEEDED`` above 1000 points) and the answer with ``extensions
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .graphql import Field, GraphQLSyntaxError, Operation, Resolved, parse
 from .sim_data import Context, connection, filtered, project
@@ -23,7 +23,7 @@ from .sim_schema import (
     requested_cost,
     validate,
 )
-from .sim_state import RequestLog, ShopState, SimBulkOperation, SimCustomer, SimOrder
+from .sim_state import BulkRows, RequestLog, ShopState, SimBulkOperation, SimCustomer, SimOrder
 
 __all__ = ["MAX_QUERY_COST", "BadRequest", "execute"]
 
@@ -88,8 +88,11 @@ def _tags(ctx: Context, item: Field, args: Mapping[str, Resolved]) -> dict[str, 
         for tag in tags:
             current.pop(tag.lower(), None)
     updated = sorted(current.values(), key=str.lower)
-    if updated != target.tags:
-        target.tags = updated
+    if updated != list(target.tags):
+        if isinstance(target, SimCustomer):
+            target.tags = updated
+        else:
+            target.tags = tuple(updated)
         target.updated_at = ctx.state.now()
         if isinstance(target, SimCustomer):
             ctx.state.emit("customers/update", ctx.state.customer_payload(target))
@@ -115,9 +118,9 @@ def _erasure(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
     return {"customerId": target.gid, "userErrors": []}
 
 
-def _bulk_lines(ctx: Context, operation: Operation) -> tuple[list[str], int]:
-    lines: list[str] = []
-    roots = 0
+def _bulk_rows(ctx: Context, operation: Operation) -> BulkRows:
+    """The rows of a bulk query: the matching ids now, each line rendered on download."""
+    rows = BulkRows()
     for item in operation.selections:
         args = arguments(item, {})
         node_fields: Sequence[Field] = ()
@@ -126,12 +129,28 @@ def _bulk_lines(ctx: Context, operation: Operation) -> tuple[list[str], int]:
                 node_fields = sub.selections
             elif sub.name == "edges":
                 node_fields = next((s.selections for s in sub.selections if s.name == "node"), ())
-        records = sorted(filtered(ctx, item.name, args.get("query")), key=lambda r: r.id)
-        build = ctx.customer if item.name == "customers" else ctx.order
-        for record in records:
-            lines.append(json.dumps(project(build(record), node_fields), separators=(",", ":")))  # type: ignore[arg-type]
-            roots += 1
-    return lines, roots
+        ids = sorted(r.id for r in filtered(ctx, item.name, args.get("query")))
+        rows.add(ids, _line_renderer(ctx, item.name, node_fields))
+    return rows
+
+
+def _line_renderer(ctx: Context, root: str, fields: Sequence[Field]) -> Callable[[int], str | None]:
+    state = ctx.state
+
+    def render(ident: int) -> str | None:
+        with state.lock:
+            node: dict[str, object] | None = None
+            if root == "customers":
+                customer = state.customers.get(ident)
+                node = None if customer is None else ctx.customer(customer)
+            else:
+                order = state.orders.get(ident)
+                node = None if order is None else ctx.order(order)
+            if node is None:
+                return None
+            return json.dumps(project(node, fields), separators=(",", ":"))
+
+    return render
 
 
 def _bulk_run(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
@@ -171,13 +190,13 @@ def _bulk_run(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
                 }
             ],
         }
-    lines, roots = _bulk_lines(ctx, operation)
+    rows = _bulk_rows(ctx, operation)
     op = SimBulkOperation(
         id=state.next_bulk_id(),
         query=text,
         created_at=state.now(),
-        lines=lines,
-        root_object_count=roots,
+        lines=rows,
+        root_object_count=len(rows),
         fail_with=state.fail_next_bulk,
     )
     state.fail_next_bulk = None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from array import array
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -42,9 +44,13 @@ def _seconds(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
-@dataclass
+_ZERO = Decimal(0)
+"""Shared by every order without a refund: a shop of millions keeps one, not millions."""
+
+
+@dataclass(slots=True)
 class SimCustomer:
-    """A customer as the simulated shop stores it."""
+    """A customer as the simulated shop stores it (slotted: the demo keeps a million)."""
 
     id: int
     email: str | None = None
@@ -63,9 +69,13 @@ class SimCustomer:
         return f"gid://shopify/Customer/{self.id}"
 
 
-@dataclass
+@dataclass(slots=True)
 class SimOrder:
-    """An order as the simulated shop stores it (amounts in the shop's currency)."""
+    """An order as the simulated shop stores it (amounts in the shop's currency).
+
+    Slotted, and ``tags`` is a tuple (empty for nearly every order): orders outnumber
+    customers, so their size decides how large a shop the demo can hold.
+    """
 
     id: int
     total: Decimal
@@ -78,9 +88,9 @@ class SimOrder:
     updated_at: datetime = field(default_factory=lambda: _seconds(datetime.now(UTC)))
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
-    refunded: Decimal = Decimal(0)
+    refunded: Decimal = _ZERO
     test: bool = False
-    tags: list[str] = field(default_factory=list)
+    tags: tuple[str, ...] = ()
 
     @property
     def gid(self) -> str:
@@ -93,12 +103,16 @@ class SimOrder:
 
 @dataclass
 class SimBulkOperation:
-    """A bulk query: its result rows are fixed when it starts, and it completes after polls."""
+    """A bulk query: which rows it returns is fixed when it starts; it completes after polls.
+
+    ``lines`` is any collection of JSONL lines; the engine gives a ``BulkRows`` that renders
+    them on download, so a result over millions of records is never held in memory.
+    """
 
     id: int
     query: str
     created_at: datetime
-    lines: list[str]
+    lines: Collection[str]
     root_object_count: int
     status: str = "CREATED"
     error_code: str | None = None
@@ -110,6 +124,35 @@ class SimBulkOperation:
     @property
     def gid(self) -> str:
         return f"gid://shopify/BulkOperation/{self.id}"
+
+
+class BulkRows(Collection[str]):
+    """A bulk result's JSONL lines, rendered from the current records when iterated.
+
+    Holds only the ids each connection matched when the operation started (8 bytes each),
+    so a result over millions of records is never held in memory; records deleted since
+    are left out.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[array[int], Callable[[int], str | None]]] = []
+
+    def add(self, ids: Iterable[int], render: Callable[[int], str | None]) -> None:
+        """Append one connection's rows: its ids, and how to render one as a line."""
+        self._parts.append((array("q", ids), render))
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids, _ in self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        for ids, render in self._parts:
+            for ident in ids:
+                line = render(ident)
+                if line is not None:
+                    yield line
+
+    def __contains__(self, line: object) -> bool:
+        return any(line == mine for mine in self)
 
 
 class CostBucket:
@@ -195,7 +238,10 @@ class ShopState:
         bucket_capacity: float = 2000.0,
         restore_rate: float = 100.0,
         shop_utc_offset: timedelta = timedelta(hours=1),
+        log_limit: int | None = None,
     ) -> None:
+        """``log_limit`` bounds ``requests`` and ``outbox`` to their newest entries (the demo
+        sets it so a long run does not keep every request and webhook); None keeps all."""
         self.shop = shop
         self.access_token = access_token
         self.client_secret = client_secret
@@ -206,9 +252,13 @@ class ShopState:
         self.customers: dict[int, SimCustomer] = {}
         self.orders: dict[int, SimOrder] = {}
         self.bulk_operations: dict[int, SimBulkOperation] = {}
-        self.requests: list[RequestLog] = []
+        self.requests: MutableSequence[RequestLog] = (
+            [] if log_limit is None else deque(maxlen=log_limit)
+        )
         self.search_warnings: list[str] = []
-        self.outbox: list[WebhookDelivery] = []
+        self.outbox: MutableSequence[WebhookDelivery] = (
+            [] if log_limit is None else deque(maxlen=log_limit)
+        )
         self.token_revoked = False
         self.bulk_polls_to_complete = 2
         """Polls a bulk operation takes to go CREATED -> RUNNING -> COMPLETED."""
@@ -226,6 +276,8 @@ class ShopState:
         self._next_order = 9001
         self._next_bulk = 1
         self._cursor_bindings: dict[str, set[tuple[str, str | None, str, bool]]] = {}
+        self._orders_by_customer: dict[int, list[int]] = {}
+        self._amounts: dict[str, Decimal] = {}
 
     # -- time ------------------------------------------------------------------------------
 
@@ -288,22 +340,46 @@ class ShopState:
             number = id if id is not None else self._next_order
             self._next_order = max(self._next_order, number + 1)
             created = _seconds(created_at) if created_at else self.now()
+            processed = _seconds(processed_at) if processed_at else created
+            updated = _seconds(updated_at) if updated_at else created
+            returned = Decimal(str(refunded))
             order = SimOrder(
                 id=number,
-                total=Decimal(str(total)),
+                total=self._amount(total),
                 customer_id=customer_id,
                 email=email,
                 currency=currency,
                 financial_status=financial_status,
-                refunded=Decimal(str(refunded)),
+                refunded=returned if returned else _ZERO,
                 cancelled_at=_seconds(cancelled_at) if cancelled_at else None,
                 test=test,
                 created_at=created,
-                processed_at=_seconds(processed_at) if processed_at else created,
-                updated_at=_seconds(updated_at) if updated_at else created,
+                # Equal instants share one object: three timestamps per order add up.
+                processed_at=created if processed == created else processed,
+                updated_at=created if updated == created else updated,
             )
             self.orders[number] = order
+            self._index_order(order)
             return order
+
+    def _amount(self, value: Decimal | str) -> Decimal:
+        """``value`` as a Decimal shared with every order of the same amount (Decimals are
+        immutable, and a shop of millions of orders has far fewer distinct prices)."""
+        key = str(value)
+        amount = self._amounts.get(key)
+        if amount is None:
+            amount = self._amounts[key] = Decimal(key)
+        return amount
+
+    def _index_order(self, order: SimOrder) -> None:
+        if order.customer_id is not None:
+            self._orders_by_customer.setdefault(order.customer_id, []).append(order.id)
+
+    def orders_of(self, customer_id: int) -> list[SimOrder]:
+        """The customer's orders, oldest id first (kept indexed: a customer node needs them)."""
+        with self.lock:
+            found = (self.orders.get(i) for i in self._orders_by_customer.get(customer_id, ()))
+            return [o for o in found if o is not None and o.customer_id == customer_id]
 
     def update_customer(self, customer_id: int, **changes: object) -> SimCustomer:
         """Change a customer's fields as the merchant would; ``updated_at`` becomes now."""
@@ -325,6 +401,8 @@ class ShopState:
                 if not hasattr(order, name):
                     raise AttributeError(f"SimOrder has no field {name!r}")
                 setattr(order, name, value)
+            if "customer_id" in changes:
+                self._index_order(order)
             order.updated_at = self.now()
             self.emit("orders/updated", self.order_payload(order))
             return order

@@ -26,10 +26,11 @@ import asyncio
 import itertools
 import json
 import re
+from collections.abc import Iterable, Iterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clm_hub.sandbox import Fault, FaultPlan
@@ -37,6 +38,7 @@ from clm_hub.sandbox import Fault, FaultPlan
 from .sim_engine import BadRequest, execute
 from .sim_state import (
     SUPPORTED_VERSIONS,
+    BulkRows,
     CostBucket,
     RequestLog,
     ShopState,
@@ -49,6 +51,7 @@ from .sim_state import (
 __all__ = [
     "SUPPORTED_VERSIONS",
     "UNAUTHORIZED_BODY",
+    "BulkRows",
     "CostBucket",
     "RequestLog",
     "ShopState",
@@ -80,6 +83,18 @@ async def _hold(request: Request, seconds: float) -> None:
     while waited < seconds and not await request.is_disconnected():
         await asyncio.sleep(0.05)
         waited += 0.05
+
+
+def _chunks(lines: Iterable[str], size: int = 500) -> Iterator[bytes]:
+    """The JSONL file in chunks of ``size`` lines, rendered as the client reads them."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield "".join(f"{item}\n" for item in batch).encode("utf-8")
+            batch.clear()
+    if batch:
+        yield "".join(f"{item}\n" for item in batch).encode("utf-8")
 
 
 def create_app(state: ShopState, faults: FaultPlan | None = None) -> Starlette:
@@ -136,11 +151,9 @@ def create_app(state: ShopState, faults: FaultPlan | None = None) -> Starlette:
                 and op.status == "COMPLETED"
                 and request.query_params.get("signature") == op.signature
             )
-            lines = list(op.lines) if op is not None and valid else []
-        if not valid:
+        if op is None or not valid:
             return Response(b"<Error><Code>AccessDenied</Code></Error>", status_code=403)
-        content = "".join(f"{line}\n" for line in lines).encode("utf-8")
-        return Response(content, media_type="application/jsonl")
+        return StreamingResponse(_chunks(op.lines), media_type="application/jsonl")
 
     async def not_found(request: Request) -> Response:
         return JSONResponse({"errors": "Not Found"}, status_code=404)

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from clm_hub.connectors.base import WebhookRequest
+from clm_hub.dashboard import dashboard_routes
 from clm_hub.metrics import CONTENT_TYPE
 from clm_hub.records import now_utc
 from clm_hub.webhooks import WebhookReply
@@ -61,6 +63,11 @@ class DaemonView(Protocol):
     async def metrics_text(self) -> bytes: ...
 
     async def webhook(self, connector_id: str, request: WebhookRequest) -> WebhookReply: ...
+
+    @property
+    def engine(self) -> Engine:
+        """The store (the dashboard reads it)."""
+        ...
 
 
 def create_app(
@@ -105,6 +112,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/webhooks/{connector}", webhook, methods=["POST"]),
+            *dashboard_routes(daemon.engine, now=now),
         ]
     )
 

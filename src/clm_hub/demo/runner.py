@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 
+from clm_hub.demo.progress import SeedProgress, demo_progress
 from clm_hub.demo.shop import Person, people
 from clm_hub.lifecycle import StageCatchUp
 from clm_hub.linking import customer_t, state_t
@@ -32,7 +33,7 @@ from clm_hub.settings import load_settings
 from clm_hub.stages.config import load_rules
 from clm_hub.stages.explain import explain_customer
 from clm_hub.store import open_engine, upgrade
-from clm_hub.sync import CycleResult, SyncEngine
+from clm_hub.sync import CycleResult, ProgressSink, SyncEngine
 from clm_hub.sync_commands import print_cycle
 
 __all__ = ["DemoResult", "DemoWorld", "run_demo"]
@@ -50,13 +51,24 @@ class DemoResult:
     crm_only: int
 
 
-def _seed(shop: object, crm: object, count: int, seed: int) -> tuple[int, int, int]:
+LOG_LIMIT = 5_000
+"""Requests and webhooks each simulator remembers (the newest): enough for the tests'
+checks, and flat for a shop of a million."""
+PROGRESS_FROM = 20_000
+"""From this many people on, seeding and the first sync show progress."""
+
+
+def _seed(
+    shop: object, crm: object, count: int, seed: int, progress: SeedProgress | None
+) -> tuple[int, int, int]:
     from clm_hub_plugins.hubspot.simstate import HubSpotState
     from clm_hub_plugins.shopify.sim_state import ShopState
 
     assert isinstance(shop, ShopState) and isinstance(crm, HubSpotState)
     buyers = orders = crm_only = 0
     for person in people(count, seed=seed):
+        if progress is not None and ((person.index + 1) % 1000 == 0 or person.index + 1 == count):
+            progress.seeded(person.index + 1)
         if person.purchases:
             buyers += 1
             customer = shop.add_customer(
@@ -98,6 +110,7 @@ def _write_config(folder: Path, shop_url: str, crm_url: str, shop: object) -> Pa
         "http_port = 8787\n"
         f'[connectors.shop]\nplugin = "shopify"\nbase_url = "{shop_url}"\n'
         f'shop_domain = "{shop.shop}"\naccess_token = "{shop.access_token}"\n'
+        "bulk_poll_interval_s = 0.5\n"
         'schedule = { interval = "20s", jitter = "2s" }\n'
         f'[connectors.crm]\nplugin = "hubspot"\nbase_url = "{crm_url}"\n'
         f'access_token = "{DEFAULT_TOKEN}"\nburst_limit = 1000\n'
@@ -112,13 +125,24 @@ class DemoWorld:
     """The simulators seeded with a synthetic shop, served on loopback, and the hub's
     config and store for them; a context manager so tests can run more cycles."""
 
-    def __init__(self, *, customers: int, seed: int, folder: Path) -> None:
+    def __init__(
+        self,
+        *,
+        customers: int,
+        seed: int,
+        folder: Path,
+        seeding: SeedProgress | None = None,
+    ) -> None:
         from clm_hub_plugins.hubspot.simstate import HubSpotState, RateLimits
         from clm_hub_plugins.shopify.sim_state import ShopState
 
         self.customers, self.seed, self.folder = customers, seed, folder
-        self.shop = ShopState(bucket_capacity=4000.0, restore_rate=2000.0)
-        self.crm = HubSpotState(rate_limits=RateLimits(burst_limit=1000, search_per_second=100))
+        self.seeding = seeding
+        # Generous limits (a large plan's): the demo shows the engine, not the waiting.
+        self.shop = ShopState(bucket_capacity=20_000.0, restore_rate=20_000.0, log_limit=LOG_LIMIT)
+        self.crm = HubSpotState(
+            rate_limits=RateLimits(burst_limit=1000, search_per_second=100), log_limit=LOG_LIMIT
+        )
         self._stack = ExitStack()
 
     def __enter__(self) -> DemoWorld:
@@ -129,7 +153,7 @@ class DemoWorld:
         for stale in self.folder.glob("demo.sqlite3*"):
             stale.unlink()
         self.buyers, self.orders, self.crm_only = _seed(
-            self.shop, self.crm, self.customers, self.seed
+            self.shop, self.crm, self.customers, self.seed, self.seeding
         )
         self.shop_url = self._stack.enter_context(serve(shopify_app(self.shop)))
         self.crm_url = self._stack.enter_context(serve(hubspot_app(self.crm)))
@@ -143,11 +167,19 @@ class DemoWorld:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def cycle(self, *, apply_large: bool = False, dry_run: bool = False) -> CycleResult:
+    def cycle(
+        self,
+        *,
+        apply_large: bool = False,
+        dry_run: bool = False,
+        progress: ProgressSink | None = None,
+    ) -> CycleResult:
         """One cycle of the real engine: pull both tools, stages, write-back."""
         catch_up = StageCatchUp(self.engine, load_rules(self.settings.stage_rules))
         registry = load_registry(self.settings)
-        hub = SyncEngine(self.settings, registry, self.engine, recompute=catch_up)
+        hub = SyncEngine(
+            self.settings, registry, self.engine, progress=progress, recompute=catch_up
+        )
         return asyncio.run(hub.run_cycle(apply_large=apply_large, dry_run=dry_run))
 
 
@@ -162,21 +194,29 @@ def run_demo(
     """Seed the simulators, run one full cycle through the real engine and show the result."""
     out = console or Console(highlight=False)
     started = time.perf_counter()
-    with DemoWorld(customers=customers, seed=seed, folder=folder) as world:
-        out.print(
-            f"Synthetic shop (seed {seed}): {customers:,} people, {world.buyers:,} buyers "
-            f"with {world.orders:,} orders in Shopify, {world.crm_only:,} people only in "
-            "the CRM."
-        )
-        out.print(f"Simulators: Shopify at {world.shop_url}, HubSpot at {world.crm_url}")
-        # The first push tags everybody: nothing was tagged before, so nothing is held.
-        cycle = world.cycle(apply_large=True)
+    with ExitStack() as stack:
+        with demo_progress(out, total=customers, enabled=customers >= PROGRESS_FROM) as (
+            seeding,
+            progress,
+        ):
+            world = stack.enter_context(
+                DemoWorld(customers=customers, seed=seed, folder=folder, seeding=seeding)
+            )
+            out.print(
+                f"Synthetic shop (seed {seed}): {customers:,} people, {world.buyers:,} buyers "
+                f"with {world.orders:,} orders in Shopify, {world.crm_only:,} people only in "
+                "the CRM."
+            )
+            out.print(f"Simulators: Shopify at {world.shop_url}, HubSpot at {world.crm_url}")
+            # The first push tags everybody: nothing was tagged before, so nothing is held.
+            cycle = world.cycle(apply_large=True, progress=progress)
         print_cycle(cycle, dry_run=False)
         _show(out, world.engine, world.shop, world.crm)
         out.print(f"Done in {time.perf_counter() - started:.1f} s.")
         _next_steps(out, world.config)
         if keep_running:
-            _keep_running(out, world.config, world.shop, seed)
+            dashboard = f"http://{world.settings.http_host}:{world.settings.http_port}"
+            _keep_running(out, world.config, world.shop, seed, dashboard)
         return DemoResult(
             world.config, cycle, customers, world.buyers, world.orders, world.crm_only
         )
@@ -241,7 +281,7 @@ def _next_steps(out: Console, config: Path) -> None:
         out.print(f"  {line}", markup=False)
 
 
-def _keep_running(out: Console, config: Path, shop: object, seed: int) -> None:
+def _keep_running(out: Console, config: Path, shop: object, seed: int, dashboard: str) -> None:
     """Run the daemon on the demo config while new orders arrive, until Ctrl-C."""
     from clm_hub.daemon_command import run as run_command
     from clm_hub_plugins.shopify.sim_state import ShopState
@@ -264,6 +304,7 @@ def _keep_running(out: Console, config: Path, shop: object, seed: int) -> None:
     feeder = threading.Thread(target=new_orders, name="demo-orders", daemon=True)
     feeder.start()
     out.print("Running the daemon (Ctrl-C to stop); a new order arrives every 3 s.")
+    out.print(f"Dashboard: {dashboard}/  (the same as JSON: {dashboard}/api/summary)")
     try:
         run_command.main(["--config", str(config)], standalone_mode=False)
     finally:

@@ -6,7 +6,8 @@ customers) and, after each purchase, a personal chance of never coming back
 (beta-distributed), so BG/NBD fits on it are meaningful. Order values are gamma
 distributed around a personal mean; some orders are refunded or cancelled. The same
 person shows up in the CRM with a differently written email or phone, and some people are
-only in the CRM (prospects).
+only in the CRM (prospects). Some people answer NPS surveys, and their scores follow their
+behaviour: frequent buyers lean to promoters, refunders and lapsed buyers to detractors.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-__all__ = ["Person", "Purchase", "people"]
+__all__ = ["NpsAnswer", "Person", "Purchase", "people"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,14 @@ class Purchase:
     total: Decimal
     status: str
     """``PAID``, ``REFUNDED`` or ``CANCELLED``."""
+
+
+@dataclass(frozen=True)
+class NpsAnswer:
+    """One answer to "how likely are you to recommend us?" (0-10)."""
+
+    score: int
+    at: datetime
 
 
 @dataclass
@@ -39,6 +48,8 @@ class Person:
     first_name: str
     joined: datetime
     purchases: list[Purchase] = field(default_factory=list)
+    nps: list[NpsAnswer] = field(default_factory=list)
+    """Survey answers, oldest first (not seeded into any simulator yet)."""
 
 
 FIRST_NAMES = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ida", "Jon", "Kim",
@@ -80,7 +91,35 @@ def people(count: int, *, seed: int, now: datetime | None = None) -> Iterator[Pe
         )
         if not prospect:
             person.purchases = list(_purchases(rng, joined, end))
+        # A stream of its own, so answers never change anybody's purchases.
+        person.nps = _nps(random.Random(seed * 1_000_003 + index + _NPS_STREAM), person, end)
         yield person
+
+
+_NPS_STREAM = 7_919_000_003
+LAPSED_AFTER = timedelta(days=180)
+
+
+def _nps(rng: random.Random, person: Person, end: datetime) -> list[NpsAnswer]:
+    """Zero to three answers whose scores lean with the person's behaviour."""
+    paid = [p for p in person.purchases if p.status == "PAID"]
+    refunded = any(p.status == "REFUNDED" for p in person.purchases)
+    if rng.random() >= (0.35 if paid else 0.05):  # buyers answer surveys far more often
+        return []
+    lean = 0.0
+    if len(paid) >= 4:
+        lean += 2.0
+    if refunded:
+        lean -= 3.0
+    if paid and end - paid[-1].at > LAPSED_AFTER:
+        lean -= 1.5
+    answers: list[NpsAnswer] = []
+    first = paid[0].at if paid else person.joined
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        at = first + (end - first) * rng.random()
+        score = round(rng.gauss(7.0 + lean, 1.8))
+        answers.append(NpsAnswer(min(10, max(0, score)), at.replace(microsecond=0)))
+    return sorted(answers, key=lambda answer: answer.at)
 
 
 def _purchases(rng: random.Random, joined: datetime, end: datetime) -> Iterator[Purchase]:
@@ -95,5 +134,6 @@ def _purchases(rng: random.Random, joined: datetime, end: datetime) -> Iterator[
         yield Purchase(at, total, status)
         if rng.random() < dropout:
             return
-        gap = rng.expovariate(rate) if rate > 0 else 10_000
-        at = at + timedelta(days=max(1.0, gap))
+        gap = rng.expovariate(rate) if rate > 0 else 10_000.0
+        # A near-zero rate draws gaps past any calendar; any gap beyond the window ends it.
+        at = at + timedelta(days=min(max(1.0, gap), 10_000.0))
