@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
-from sqlalchemy import func, select
+from sqlalchemy import func, select, table
 
 from clm_hub.cli import cli
 from clm_hub.demo.progress import demo_progress
@@ -33,12 +33,20 @@ def test_demo_invariants_hold(tmp_path: Path) -> None:
             customers = conn.execute(select(func.count()).select_from(customer_t)).scalar_one()
             states = conn.execute(select(func.count()).select_from(state_t)).scalar_one()
             linked = conn.execute(
-                select(identity_t.c.source, identity_t.c.external_id, state_t.c.stage).join(
-                    state_t, state_t.c.customer_id == identity_t.c.customer_id
-                )
-            ).all()
+                select(
+                    identity_t.c.source, identity_t.c.external_id, state_t.c.stage,
+                    state_t.c.nps_class,
+                ).join(state_t, state_t.c.customer_id == identity_t.c.customer_id)
+            ).all()  # fmt: skip
+            answers = conn.execute(
+                select(func.count()).select_from(table("survey_response"))
+            ).scalar_one()
         assert states == customers  # every customer has exactly one stage
-        stage_of = {(source, ext): stage for source, ext, stage in linked}
+        assert world.seeded.answers > 0
+        assert answers == world.seeded.answers  # every NPS answer landed on a customer
+        stage_of = {(source, ext): stage for source, ext, stage, _ in linked}
+        nps_of = {(source, ext): nps for source, ext, _, nps in linked}
+        assert any(nps_of.values())
         for customer in world.shop.customers.values():
             owned = [t for t in customer.tags if t.startswith("clm:")]
             foreign = [t for t in customer.tags if not t.startswith("clm:")]
@@ -46,6 +54,10 @@ def test_demo_invariants_hold(tmp_path: Path) -> None:
             assert [t for t in owned if t.startswith("clm:stage:")] == [
                 f"clm:stage:{stage_of[('shop', str(customer.id))]}"
             ]
+            nps = nps_of[("shop", str(customer.id))]
+            assert [t for t in owned if t.startswith("clm:nps:")] == (
+                [f"clm:nps:{nps}"] if nps else []
+            )  # the survey tool's answers reach the shop as tags
             assert foreign in ([], ["newsletter"])  # the shop's own tags survive
         with world.crm.lock:
             for contact_id, contact in world.crm.objects["contacts"].items():

@@ -1,7 +1,7 @@
 """Run the whole product against the built-in simulators: seed, sync, show, (keep running).
 
-Everything goes through the real engine over real HTTP on loopback: the Shopify and
-HubSpot simulators are served exactly as the tests serve them, the hub is configured by
+Everything goes through the real engine over real HTTP on loopback: the Shopify, HubSpot
+and Typeform simulators are served exactly as the tests serve them, the hub is configured by
 a TOML file written into the demo folder, and the store is a SQLite file there, so
 ``clm-hub status``, ``report`` and ``stages --explain`` work on it afterwards.
 """
@@ -49,6 +49,7 @@ class DemoResult:
     buyers: int
     orders: int
     crm_only: int
+    answers: int
 
 
 LOG_LIMIT = 5_000
@@ -56,28 +57,49 @@ LOG_LIMIT = 5_000
 checks, and flat for a shop of a million."""
 PROGRESS_FROM = 20_000
 """From this many people on, seeding and the first sync show progress."""
+SURVEY_PER_SECOND = 20
+"""The demo's Typeform pace (the real API allows 2 requests/s; the demo shows the engine)."""
+SURVEY_FORM = "nps-demo"
+"""The demo's NPS survey (a Typeform form with an ``nps`` question and hidden email)."""
+
+
+@dataclass
+class Seeded:
+    """What the seeding put into the simulators."""
+
+    buyers: int = 0
+    orders: int = 0
+    crm_only: int = 0
+    answers: int = 0
 
 
 def _seed(
-    shop: object, crm: object, count: int, seed: int, progress: SeedProgress | None
-) -> tuple[int, int, int]:
+    shop: object,
+    crm: object,
+    surveys: object,
+    count: int,
+    seed: int,
+    progress: SeedProgress | None,
+) -> Seeded:
     from clm_hub_plugins.hubspot.simstate import HubSpotState
     from clm_hub_plugins.shopify.sim_state import ShopState
+    from clm_hub_plugins.typeform.simstate import TypeformState
 
     assert isinstance(shop, ShopState) and isinstance(crm, HubSpotState)
-    buyers = orders = crm_only = 0
+    assert isinstance(surveys, TypeformState)
+    seeded = Seeded()
     for person in people(count, seed=seed):
         if progress is not None and ((person.index + 1) % 1000 == 0 or person.index + 1 == count):
             progress.seeded(person.index + 1)
         if person.purchases:
-            buyers += 1
+            seeded.buyers += 1
             customer = shop.add_customer(
                 email=person.email, first_name=person.first_name, phone=person.phone,
                 tags=["newsletter"] if person.index % 4 == 0 else [],
                 created_at=person.joined, updated_at=person.joined,
             )  # fmt: skip
             for purchase in person.purchases:
-                orders += 1
+                seeded.orders += 1
                 shop.add_order(
                     total=purchase.total, customer_id=customer.id, email=person.email,
                     currency="USD",
@@ -87,19 +109,27 @@ def _seed(
                     created_at=purchase.at, updated_at=purchase.at,
                 )  # fmt: skip
         elif person.crm_email is not None:
-            crm_only += 1
+            seeded.crm_only += 1
         if person.crm_email is not None:
             props = {"phone": person.crm_phone} if person.crm_phone else {}
             crm.add_contact(
                 person.crm_email, firstname=person.first_name, properties=props,
                 created_at=person.joined, modified_at=person.joined,
             )  # fmt: skip
-    return buyers, orders, crm_only
+        respondent = person.email if person.purchases else person.crm_email
+        for answer in person.nps if respondent is not None else ():
+            # The survey link carries the address the shop knows (hidden field `email`).
+            seeded.answers += 1
+            surveys.add_response(
+                SURVEY_FORM, score=answer.score, email=respondent, submitted_at=answer.at
+            )
+    return seeded
 
 
-def _write_config(folder: Path, shop_url: str, crm_url: str, shop: object) -> Path:
+def _write_config(folder: Path, shop_url: str, crm_url: str, survey_url: str, shop: object) -> Path:
     from clm_hub_plugins.hubspot.simstate import DEFAULT_TOKEN
     from clm_hub_plugins.shopify.sim_state import ShopState
+    from clm_hub_plugins.typeform.simstate import DEFAULT_TOKEN as SURVEY_TOKEN
 
     assert isinstance(shop, ShopState)
     config = folder / "hub.toml"
@@ -115,6 +145,10 @@ def _write_config(folder: Path, shop_url: str, crm_url: str, shop: object) -> Pa
         f'[connectors.crm]\nplugin = "hubspot"\nbase_url = "{crm_url}"\n'
         f'access_token = "{DEFAULT_TOKEN}"\nburst_limit = 1000\n'
         "search_limit_per_second = 100\nindex_lag_seconds = 0\n"
+        'schedule = { interval = "20s", jitter = "2s" }\n'
+        f'[connectors.surveys]\nplugin = "typeform"\nbase_url = "{survey_url}"\n'
+        f'token = "{SURVEY_TOKEN}"\nforms = ["{SURVEY_FORM}"]\nnps_ref = "nps_score"\n'
+        f"requests_per_second = {SURVEY_PER_SECOND}\n"
         'schedule = { interval = "20s", jitter = "2s" }\n',
         encoding="utf-8",
     )
@@ -135,6 +169,7 @@ class DemoWorld:
     ) -> None:
         from clm_hub_plugins.hubspot.simstate import HubSpotState, RateLimits
         from clm_hub_plugins.shopify.sim_state import ShopState
+        from clm_hub_plugins.typeform.simstate import TypeformState
 
         self.customers, self.seed, self.folder = customers, seed, folder
         self.seeding = seeding
@@ -143,21 +178,29 @@ class DemoWorld:
         self.crm = HubSpotState(
             rate_limits=RateLimits(burst_limit=1000, search_per_second=100), log_limit=LOG_LIMIT
         )
+        self.surveys = TypeformState(requests_per_second=SURVEY_PER_SECOND, retry_after_s=0.1)
+        self.surveys.add_form(SURVEY_FORM)
         self._stack = ExitStack()
 
     def __enter__(self) -> DemoWorld:
         from clm_hub_plugins.hubspot.simulator import create_app as hubspot_app
         from clm_hub_plugins.shopify.simulator import create_app as shopify_app
+        from clm_hub_plugins.typeform.simulator import create_app as typeform_app
 
         self.folder.mkdir(parents=True, exist_ok=True)
         for stale in self.folder.glob("demo.sqlite3*"):
             stale.unlink()
-        self.buyers, self.orders, self.crm_only = _seed(
-            self.shop, self.crm, self.customers, self.seed, self.seeding
+        self.seeded = _seed(
+            self.shop, self.crm, self.surveys, self.customers, self.seed, self.seeding
         )
+        self.buyers, self.orders = self.seeded.buyers, self.seeded.orders
+        self.crm_only = self.seeded.crm_only
         self.shop_url = self._stack.enter_context(serve(shopify_app(self.shop)))
         self.crm_url = self._stack.enter_context(serve(hubspot_app(self.crm)))
-        self.config = _write_config(self.folder, self.shop_url, self.crm_url, self.shop)
+        self.survey_url = self._stack.enter_context(serve(typeform_app(self.surveys)))
+        self.config = _write_config(
+            self.folder, self.shop_url, self.crm_url, self.survey_url, self.shop
+        )
         self.settings = load_settings(self.config)
         self.engine = open_engine(self.settings.database_url)
         self._stack.callback(self.engine.dispose)
@@ -174,7 +217,7 @@ class DemoWorld:
         dry_run: bool = False,
         progress: ProgressSink | None = None,
     ) -> CycleResult:
-        """One cycle of the real engine: pull both tools, stages, write-back."""
+        """One cycle of the real engine: pull every tool, stages, write-back."""
         catch_up = StageCatchUp(self.engine, load_rules(self.settings.stage_rules))
         registry = load_registry(self.settings)
         hub = SyncEngine(
@@ -205,9 +248,12 @@ def run_demo(
             out.print(
                 f"Synthetic shop (seed {seed}): {customers:,} people, {world.buyers:,} buyers "
                 f"with {world.orders:,} orders in Shopify, {world.crm_only:,} people only in "
-                "the CRM."
+                f"the CRM, {world.seeded.answers:,} NPS answers in Typeform."
             )
-            out.print(f"Simulators: Shopify at {world.shop_url}, HubSpot at {world.crm_url}")
+            out.print(
+                f"Simulators: Shopify at {world.shop_url}, HubSpot at {world.crm_url}, "
+                f"Typeform at {world.survey_url}"
+            )
             # The first push tags everybody: nothing was tagged before, so nothing is held.
             cycle = world.cycle(apply_large=True, progress=progress)
         print_cycle(cycle, dry_run=False)
@@ -216,9 +262,15 @@ def run_demo(
         _next_steps(out, world.config)
         if keep_running:
             dashboard = f"http://{world.settings.http_host}:{world.settings.http_port}"
-            _keep_running(out, world.config, world.shop, seed, dashboard)
+            _keep_running(out, world.config, world.shop, world.surveys, seed, dashboard)
         return DemoResult(
-            world.config, cycle, customers, world.buyers, world.orders, world.crm_only
+            world.config,
+            cycle,
+            customers,
+            world.buyers,
+            world.orders,
+            world.crm_only,
+            world.seeded.answers,
         )
 
 
@@ -230,6 +282,11 @@ def _show(out: Console, engine: Engine, shop: object, crm: object) -> None:
     with engine.connect() as conn:
         stages: dict[str, int] = dict(
             conn.execute(select(state_t.c.stage, func.count()).group_by(state_t.c.stage)).all()
+        )
+        nps: dict[str | None, int] = dict(
+            conn.execute(
+                select(state_t.c.nps_class, func.count()).group_by(state_t.c.nps_class)
+            ).all()
         )
         segments: Counter[str] = Counter()
         for (values,) in conn.execute(select(state_t.c.segments)):
@@ -251,6 +308,10 @@ def _show(out: Console, engine: Engine, shop: object, crm: object) -> None:
     out.print(table)
     top = ", ".join(f"{name} {n:,}" for name, n in segments.most_common(8))
     out.print(f"Segments: {top}")
+    classes = ("promoter", "passive", "detractor")
+    out.print("NPS (latest answer per customer): " + ", ".join(
+        f"{name} {nps.get(name, 0):,}" for name in classes
+    ))  # fmt: skip
     rules = load_rules(None)
     shown = [stage for stage in ("vip", "loyal", "at-risk", "new") if stage in examples][:1]
     for stage in shown:
@@ -281,12 +342,16 @@ def _next_steps(out: Console, config: Path) -> None:
         out.print(f"  {line}", markup=False)
 
 
-def _keep_running(out: Console, config: Path, shop: object, seed: int, dashboard: str) -> None:
-    """Run the daemon on the demo config while new orders arrive, until Ctrl-C."""
+def _keep_running(
+    out: Console, config: Path, shop: object, surveys: object, seed: int, dashboard: str
+) -> None:
+    """Run the daemon on the demo config while new orders and survey answers arrive,
+    until Ctrl-C."""
     from clm_hub.daemon_command import run as run_command
     from clm_hub_plugins.shopify.sim_state import ShopState
+    from clm_hub_plugins.typeform.simstate import TypeformState
 
-    assert isinstance(shop, ShopState)
+    assert isinstance(shop, ShopState) and isinstance(surveys, TypeformState)
     stop = threading.Event()
 
     def new_orders() -> None:
@@ -300,10 +365,17 @@ def _keep_running(out: Console, config: Path, shop: object, seed: int, dashboard
                 email=buyer.email, currency="USD", created_at=now, updated_at=now,
             )  # fmt: skip
             shop.update_customer(buyer.id)
+            if rng.random() < 0.3 and buyer.email:  # some buyers answer the survey too
+                surveys.add_response(
+                    SURVEY_FORM, score=rng.choice(range(11)), email=buyer.email, submitted_at=now
+                )
 
     feeder = threading.Thread(target=new_orders, name="demo-orders", daemon=True)
     feeder.start()
-    out.print("Running the daemon (Ctrl-C to stop); a new order arrives every 3 s.")
+    out.print(
+        "Running the daemon (Ctrl-C to stop); a new order arrives every 3 s, and now and then "
+        "an NPS answer."
+    )
     out.print(f"Dashboard: {dashboard}/  (the same as JSON: {dashboard}/api/summary)")
     try:
         run_command.main(["--config", str(config)], standalone_mode=False)

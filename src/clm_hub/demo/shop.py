@@ -117,7 +117,7 @@ def _nps(rng: random.Random, person: Person, end: datetime) -> list[NpsAnswer]:
     first = paid[0].at if paid else person.joined
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         at = first + (end - first) * rng.random()
-        score = round(rng.gauss(7.0 + lean, 1.8))
+        score = round(rng.gauss(7.8 + lean, 1.8))
         answers.append(NpsAnswer(min(10, max(0, score)), at.replace(microsecond=0)))
     return sorted(answers, key=lambda answer: answer.at)
 
