@@ -20,6 +20,7 @@ from clm_hub.records import Page, R, Rejection, StreamCursor
 from clm_hub.redaction import secrets_in
 from clm_hub.runtime import ConfiguredConnector, build_redactor, configure_connectors
 from clm_hub.runtime import open_connector as open_configured
+from clm_hub.sandbox import Fault
 from clm_hub.settings import HubSettings
 from clm_hub.testing.clock import VirtualClock
 from clm_hub.testing.harness import (
@@ -90,6 +91,33 @@ async def pull_all(
         if after_page is not None:
             after_page(out.pages)
     return out
+
+
+async def pull_through_faults(
+    run: ContractRun,
+    expected: Sequence[str],
+    pull: Callable[[Connector[Any]], AsyncIterator[Page[Any]]],
+) -> None:
+    """A 5xx, a 429 and a malformed body, one on each of the first three page requests of
+    ``pull``, are retried and the pull still returns ``expected`` exactly once."""
+    faults = run.harness.faults
+    faults.inject(Fault.SERVER_ERROR)
+    connector = run.open()
+    later = {1: Fault.RATE_LIMIT, 2: Fault.MALFORMED}
+
+    def inject(page: int) -> None:
+        if page in later:
+            faults.inject(later[page])
+
+    pulled = await pull_all(pull(connector), after_page=inject)
+    exactly(pulled, expected, "full pull through faults")
+    applied = [fault for fault, _ in faults.applied]
+    check(
+        applied == [Fault.SERVER_ERROR, Fault.RATE_LIMIT, Fault.MALFORMED],
+        f"the simulator applied {applied}: it must answer each injected fault",
+    )
+    retries = connector.http.stats.retries
+    check(retries >= 3, f"{retries} retries for 3 injected faults")
 
 
 def exactly(pulled: Pulled[Any], expected: Sequence[str], what: str) -> None:

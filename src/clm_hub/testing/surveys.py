@@ -23,6 +23,7 @@ from clm_hub.testing.runner import (
     check,
     exactly,
     pull_all,
+    pull_through_faults,
 )
 
 __all__ = [
@@ -131,24 +132,7 @@ async def responses_fault_recovery(run: ContractRun) -> None:
     """A 5xx, a 429 and a malformed body, one on each page request, are retried and the
     pull still returns everything exactly once."""
     ids = _survey(run).add_responses(2 * run.harness.page_size + 1)
-    faults = run.harness.faults
-    faults.inject(Fault.SERVER_ERROR)
-    connector = run.open()
-    later = {1: Fault.RATE_LIMIT, 2: Fault.MALFORMED}
-
-    def inject(page: int) -> None:
-        if page in later:
-            faults.inject(later[page])
-
-    pulled = await pull_all(connector.pull_survey_responses(None), after_page=inject)
-    exactly(pulled, ids, "full pull through faults")
-    applied = [fault for fault, _ in faults.applied]
-    check(
-        applied == [Fault.SERVER_ERROR, Fault.RATE_LIMIT, Fault.MALFORMED],
-        f"the simulator applied {applied}: it must answer each injected fault",
-    )
-    retries = connector.http.stats.retries
-    check(retries >= 3, f"{retries} retries for 3 injected faults")
+    await pull_through_faults(run, ids, lambda connector: connector.pull_survey_responses(None))
 
 
 async def responses_auth_failure(run: ContractRun) -> None:

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import clm_hub_plugins.hubspot as hubspot_plugin
 from clm_hub.plugins import build_plugin_registry
 from clm_hub.runtime import build_redactor, configure_connectors, open_connector
-from clm_hub.sandbox import FaultPlan, serve
+from clm_hub.sandbox import FaultPlan
 from clm_hub.settings import HubSettings
-from clm_hub.testing import VirtualClock
+from clm_hub.testing import LoopbackServer, VirtualClock
 from clm_hub_plugins.hubspot import HubSpot
 from clm_hub_plugins.hubspot.simstate import DEFAULT_TOKEN, HubSpotState, RateLimits
 from clm_hub_plugins.hubspot.simulator import create_app
@@ -70,33 +69,11 @@ def faults() -> FaultPlan:
     return FaultPlan()
 
 
-class Switchboard:
-    """One server for the session; each test plugs in its own simulator app."""
-
-    def __init__(self) -> None:
-        self.app: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.app is not None, "no simulator plugged in"
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture(scope="session")
-def switchboard() -> Iterator[tuple[Switchboard, str]]:
-    board = Switchboard()
-    with serve(board) as url:
-        yield board, url
-
-
 @pytest.fixture
-def sim_url(
-    state: HubSpotState, faults: FaultPlan, switchboard: tuple[Switchboard, str]
-) -> Iterator[str]:
+def sim_url(state: HubSpotState, faults: FaultPlan, loopback: LoopbackServer) -> Iterator[str]:
     """The simulator of this test's ``state`` and ``faults``, over real HTTP."""
-    board, url = switchboard
-    board.app = create_app(state, faults)
-    yield url
-    board.app = None
+    with loopback.serving(create_app(state, faults)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clm_hub.connectors import RetryPolicy
 from clm_hub.connectors.http import build_http_client
 from clm_hub.redaction import Redactor
-from clm_hub.sandbox import FaultPlan, serve
-from clm_hub.testing import VirtualClock
+from clm_hub.sandbox import FaultPlan
+from clm_hub.testing import LoopbackServer, VirtualClock
 from clm_hub_plugins.shopify import Shopify, ShopifySettings
 from clm_hub_plugins.shopify.simulator import ShopState, create_app
 
@@ -78,38 +77,11 @@ def faults() -> FaultPlan:
     return FaultPlan()
 
 
-class _Switch:
-    """An ASGI app that forwards to whichever simulator the current test plugged in.
-
-    Starting and stopping uvicorn costs ~0.2 s, so one server serves the whole session
-    and each test gets a fresh simulator (state and fault plan) behind it.
-    """
-
-    def __init__(self) -> None:
-        self.app: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.app is None:
-            raise RuntimeError("no simulator is plugged in")
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture(scope="session")
-def _server() -> Iterator[tuple[_Switch, str]]:
-    switch = _Switch()
-    with serve(switch) as url:
-        yield switch, url
-
-
 @pytest.fixture
-def shop_url(_server: tuple[_Switch, str], state: ShopState, faults: FaultPlan) -> Iterator[str]:
+def shop_url(loopback: LoopbackServer, state: ShopState, faults: FaultPlan) -> Iterator[str]:
     """The simulated shop over real HTTP on loopback."""
-    switch, url = _server
-    switch.app = create_app(state, faults)
-    try:
+    with loopback.serving(create_app(state, faults)) as url:
         yield url
-    finally:
-        switch.app = None
 
 
 @pytest.fixture
