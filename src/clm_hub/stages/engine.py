@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -62,8 +62,14 @@ __all__ = [
 ]
 
 RESULTS_TABLE: Final = "_stage_results"
-SQLITE_CACHE_KIB: Final = 1_000_000
-"""Page cache for a recompute on SQLite (KiB): big enough to sort a large store in memory."""
+SQLITE_CACHE_KIB: Final = 65_536
+"""Page cache of the store during a recompute on SQLite (KiB). The feature pass reads the
+covering index once, in order, so a larger cache would only hold pages never read again (and
+count them in the process's memory); the OS file cache serves re-reads."""
+SQLITE_TEMP_CACHE_KIB: Final = 131_072
+"""Page cache of SQLite's temporary tables (KiB): the per-customer tables of a full recompute
+(about 0.3 GB at a million customers) mostly stay in memory; the rest spills to a temporary
+file through the OS cache, which does not count against the process."""
 SQLITE_MMAP_BYTES: Final = 1 << 34
 """Memory-map up to 16 GiB of the SQLite file during incremental cycles (see _tuned)."""
 
@@ -127,7 +133,7 @@ def recompute_full(
         else:
             money = calibration.money
         build_features(db, money, scoped=False)
-        features = read_features(db)
+        features = read_features(db, money)
         if calibration is None:
             fresh = calibrate(features, rules, now=now, money=money, currency_counts=counts)
             calibration = save_calibration(connection, fresh)
@@ -168,7 +174,7 @@ def recompute_incremental(
             (db.time_value(now),),
         )
         build_features(db, calibration.money, scoped=True)
-        features = read_features(db)
+        features = read_features(db, calibration.money)
         transitions = _evaluate_and_write(db, features, rules, calibration, now)
         drop_features(db)
         db.drop_temp(SCOPE_TABLE)
@@ -199,7 +205,7 @@ def compute_features(
         )
     try:
         build_features(db, money, scoped=scoped)
-        return read_features(db)
+        return read_features(db, money)
     finally:
         drop_features(db)
         if scoped:
@@ -219,9 +225,10 @@ def _calibration_or_fail(connection: Connection, rules: StageRules) -> Calibrati
 class _tuned:
     """SQLite settings for one recompute, restored afterwards.
 
-    A full recompute gets a large page cache (its sort of all orders then stays in memory); an
-    incremental one memory-maps the file instead, because it reads a few rows from many pages
-    and each cold page read through the cache is a system call.
+    Temporary tables get a page cache large enough to stay in memory; the store a modest one
+    (its one pass over orders reads each index page once). An incremental cycle also memory-maps
+    the file, because it reads a few rows from many pages and each cold page read through the
+    cache is a system call.
     """
 
     def __init__(self, connection: Connection, *, scoped: bool = False) -> None:
@@ -232,7 +239,8 @@ class _tuned:
     def __enter__(self) -> Backend:
         if self.db.sqlite:
             pragmas = {"mmap_size": SQLITE_MMAP_BYTES} if self.scoped else {}
-            pragmas.setdefault("cache_size", -SQLITE_CACHE_KIB)
+            pragmas["cache_size"] = -SQLITE_CACHE_KIB
+            pragmas["temp.cache_size"] = -SQLITE_TEMP_CACHE_KIB
             for name, value in pragmas.items():
                 rows = self.db.fetch_rows(f"PRAGMA {name}")  # no row: in-memory database
                 if rows:
@@ -320,8 +328,8 @@ def _result_rows(
     stage_code: np.ndarray[Any, np.dtype[np.int64]],
     changed: np.ndarray[Any, np.dtype[np.bool_]],
     calibration: Calibration,
-) -> Iterator[tuple[Any, ...]]:
-    """One row per customer for the results table, built from plain lists (fast)."""
+) -> Iterable[tuple[Any, ...]]:
+    """One row per customer for the results table, zipped from plain lists (fast)."""
     segment_names = evaluation.context.segment_map.segment_names
     segment_json: dict[tuple[int, int], str] = {}
 
@@ -353,24 +361,18 @@ def _result_rows(
     p_alive = optional_float(evaluation.p_alive)
     value = [None if math.isnan(v) else round(v * MONEY_SCALE) for v in evaluation.clv.tolist()]
     due = [None if math.isnan(v) else db.day_value(v) for v in evaluation.next_due_day.tolist()]
-    codes = stage_code.tolist()
-    flags = changed.tolist()
-    rules_fired = evaluation.rule_index.tolist()
-    rfm_segment = evaluation.rfm_segment.tolist()
+    stage_names = [stages[code] for code in stage_code.tolist()]
+    flags = changed.astype(np.int64).tolist()
+    # A generator: on a first recompute every customer changes, and a million reason strings
+    # held at once would cost more memory than every other column together.
+    reasons = (evaluation.reason(i) if flag else None for i, flag in enumerate(flags))
+    rules_fired = [explanations[k] for k in evaluation.rule_index.tolist()]
     nps = evaluation.nps_class.tolist()
-    for i, customer_id in enumerate(ids):
-        yield (
-            customer_id,
-            stages[codes[i]],
-            1 if flags[i] else 0,
-            evaluation.reason(i) if flags[i] else None,
-            r[i],
-            f[i],
-            m[i],
-            p_alive[i],
-            value[i],
-            due[i],
-            segments(rfm_segment[i], nps[i]),
-            explanations[rules_fired[i]],
-            nps_names[nps[i]],
-        )
+    segment_text = [
+        segments(k, n) for k, n in zip(evaluation.rfm_segment.tolist(), nps, strict=True)
+    ]
+    nps_text = [nps_names[k] for k in nps]
+    return zip(
+        ids, stage_names, flags, reasons, r, f, m, p_alive, value, due, segment_text,
+        rules_fired, nps_text, strict=True,
+    )  # fmt: skip

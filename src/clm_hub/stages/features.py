@@ -1,22 +1,26 @@
 """Per-customer features, computed set-based in SQL into temporary tables.
 
-The pipeline, for every customer or for the ids in ``_stage_scope``:
+Counted orders are status ``paid`` or ``partially_refunded``, not deleted, linked to a customer,
+in the main currency or one with a configured rate; their value is ``total - refunded``. The
+pipeline, for every customer or for the ids in ``_stage_scope``:
 
-1. ``_stage_days``: one row per (customer, UTC day) with a counted order: orders, net amount,
-   first and last timestamp. Counted orders are status ``paid`` or ``partially_refunded``, not
-   deleted, linked to a customer, in the main currency or one with a configured rate; their value
-   is ``total - refunded``. This is the only pass over ``customer_order`` (one sort); on SQLite a
-   full run scans the table instead of the (customer, placed_at) index, whose random row look-ups
-   cost more than the sort.
-2. ``_stage_agg``: per customer, from ``_stage_days`` in key order (no sort).
-3. ``_stage_median``: median gap between purchase days, for customers with four or more (a window
-   over their gaps); with two or three it is (last - first) / (days - 1), computed in step 5.
-4. ``_stage_nps``: the latest survey answer per customer.
-5. ``_stage_features``: everything per customer in scope, prospects included, with the day of the
-   second and the second-to-last purchase from key look-ups.
+1. ``_stage_agg``: one pass over counted orders grouped by customer: orders, purchase days
+   (distinct UTC days), revenue, first and last timestamp. The covering index
+   ``(customer_id, placed_at, status, currency, total, refunded, deleted_at)`` hands SQLite the
+   rows already in customer order from the index alone, so this pass needs no sort and no
+   table look-up; it is the only pass over every order.
+2. ``_stage_nps``: the latest survey answer per customer.
+3. ``_stage_features``: everything per customer in scope, prospects included. The amount of the
+   first purchase day and the days of the second and the second-to-last purchase day are index
+   look-ups bounded by the first and last timestamp (only for customers with two or more
+   purchase days; with two, they are the first and last day).
 
-Python then reads the numeric columns in batches into a :class:`FeatureFrame` (numpy arrays, one
-row per customer); timestamps stay in SQL until the state is written.
+:func:`read_features` then reads the numeric columns in batches into a :class:`FeatureFrame`
+(numpy arrays, one row per customer); timestamps stay in SQL until the state is written. The
+median gap between purchase days is the one order statistic: with two or three purchase days it
+is (last - first) / (days - 1); with four or more, SQL streams those customers' order days in
+index order and numpy takes the median of the gaps between distinct days (a per-customer sort
+in SQL would cost a second sort of most orders; see bench/README.md).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ __all__ = [
 
 COUNTED_STATUSES: Final = ("paid", "partially_refunded")
 SCOPE_TABLE: Final = "_stage_scope"
-TEMP_TABLES: Final = ("_stage_days", "_stage_agg", "_stage_median", "_stage_nps")
+TEMP_TABLES: Final = ("_stage_agg", "_stage_nps")
 FEATURES_TABLE: Final = "_stage_features"
 _STATUSES_SQL: Final = ", ".join(f"'{status}'" for status in COUNTED_STATUSES)
 
@@ -103,12 +107,13 @@ class FeatureFrame:
 
     @classmethod
     def empty(cls) -> FeatureFrame:
-        return cls.from_matrix(np.zeros((0, len(_COLUMNS)), dtype=np.float64))
+        return cls.from_columns({name: np.zeros(0) for name in _COLUMNS}, np.zeros(0))
 
     @classmethod
-    def from_matrix(cls, matrix: NDArray[np.float64]) -> FeatureFrame:
-        """Build from the rows of :data:`_COLUMNS` as read from ``_stage_features``."""
-        col = {name: matrix[:, i] for i, name in enumerate(_COLUMNS)}
+    def from_columns(
+        cls, col: Mapping[str, NDArray[np.float64]], median_gap: NDArray[np.float64]
+    ) -> FeatureFrame:
+        """Build from the :data:`_COLUMNS` read from ``_stage_features`` and the median gaps."""
         return cls(
             customer_id=col["customer_id"].astype(np.int64),
             orders=col["orders"].astype(np.int64),
@@ -119,7 +124,7 @@ class FeatureFrame:
             second_day=col["second_day"],
             prev_day=col["prev_day"],
             last_day=col["last_day"],
-            median_gap=col["median_gap"],
+            median_gap=median_gap,
             nps_score=col["nps_score"],
         )
 
@@ -134,9 +139,16 @@ _COLUMNS: Final = (
     "second_day",
     "prev_day",
     "last_day",
-    "median_gap",
     "nps_score",
 )
+
+
+def _counted(money: MoneySpec) -> str:
+    """SQL condition on ``o`` for an order that counts (linked-customer test left to callers)."""
+    currencies = ", ".join(f"'{code}'" for code in money.currencies)
+    return (
+        f"o.deleted_at IS NULL AND o.status IN ({_STATUSES_SQL}) AND o.currency IN ({currencies})"
+    )
 
 
 def _net_amount(money: MoneySpec) -> str:
@@ -156,64 +168,25 @@ def _net_amount(money: MoneySpec) -> str:
 def build_features(db: Backend, money: MoneySpec, *, scoped: bool) -> None:
     """Fill ``_stage_features`` for every customer, or for those in ``_stage_scope``."""
     ts = db.timestamp_type
-    day = db.day_number("o.placed_at")
-    currencies = ", ".join(f"'{code}'" for code in money.currencies)
-    if scoped:
-        order_source = (
-            # CROSS JOIN makes SQLite drive from the small scope through the customer index
-            # instead of scanning every order; PostgreSQL still picks its own join order.
-            f"{SCOPE_TABLE} AS s CROSS JOIN customer_order AS o"
-        )
-    else:
-        order_source = "customer_order AS o NOT INDEXED" if db.sqlite else "customer_order AS o"
-
-    db.create_temp(
-        "_stage_days",
-        "customer_id BIGINT NOT NULL, day INTEGER NOT NULL, n_orders INTEGER NOT NULL, "
-        f"amount BIGINT NOT NULL, first_at {ts} NOT NULL, last_at {ts} NOT NULL",
-        "customer_id, day",
-    )
-    db.execute(
-        "INSERT INTO _stage_days (customer_id, day, n_orders, amount, first_at, last_at) "
-        f"SELECT o.customer_id, {day}, COUNT(*), SUM({_net_amount(money)}), "
-        f"MIN(o.placed_at), MAX(o.placed_at) FROM {order_source} "
-        f"WHERE {'o.customer_id = s.customer_id' if scoped else 'o.customer_id IS NOT NULL'} "
-        "AND o.deleted_at IS NULL "
-        f"AND o.status IN ({_STATUSES_SQL}) AND o.currency IN ({currencies}) "
-        "GROUP BY 1, 2 ORDER BY 1, 2"
+    counted = _counted(money)
+    # An IN list, not a join: SQLite (3.40) then seeks the covering index per customer without
+    # falling back to table rows, and groups in index order without a sort.
+    order_filter = (
+        f"o.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})"
+        if scoped
+        else "o.customer_id IS NOT NULL"
     )
     db.create_temp(
         "_stage_agg",
         "customer_id BIGINT NOT NULL, orders INTEGER NOT NULL, purchase_days INTEGER NOT NULL, "
-        "revenue BIGINT NOT NULL, first_day INTEGER NOT NULL, last_day INTEGER NOT NULL, "
-        f"first_at {ts} NOT NULL, last_at {ts} NOT NULL",
+        f"revenue BIGINT NOT NULL, first_at {ts} NOT NULL, last_at {ts} NOT NULL",
         "customer_id",
     )
     db.execute(
-        "INSERT INTO _stage_agg (customer_id, orders, purchase_days, revenue, first_day, "
-        "last_day, first_at, last_at) SELECT customer_id, SUM(n_orders), COUNT(*), SUM(amount), "
-        "MIN(day), MAX(day), MIN(first_at), MAX(last_at) FROM _stage_days "
-        "GROUP BY customer_id ORDER BY customer_id"
-    )
-    _analyze(db, "_stage_days", "_stage_agg")
-    db.create_temp(
-        "_stage_median",
-        "customer_id BIGINT NOT NULL, median_gap DOUBLE PRECISION NOT NULL",
-        "customer_id",
-    )
-    # gi counts a customer's gaps from the smallest; the median is the middle one or the mean
-    # of the middle two (gn gaps: positions (gn + 1) / 2 and (gn + 2) / 2, integer division).
-    db.execute(
-        "INSERT INTO _stage_median (customer_id, median_gap) "
-        "SELECT customer_id, AVG(CAST(gap AS DOUBLE PRECISION)) FROM ("
-        " SELECT customer_id, gap, gn,"
-        "  ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY gap) AS gi FROM ("
-        "   SELECT d.customer_id, a.purchase_days - 1 AS gn,"
-        "    d.day - LAG(d.day) OVER (PARTITION BY d.customer_id ORDER BY d.day) AS gap"
-        "   FROM _stage_days AS d JOIN _stage_agg AS a ON a.customer_id = d.customer_id"
-        "   WHERE a.purchase_days >= 4) AS g"
-        "  WHERE gap IS NOT NULL) AS r "
-        "WHERE gi IN ((gn + 1) / 2, (gn + 2) / 2) GROUP BY customer_id ORDER BY customer_id"
+        "INSERT INTO _stage_agg (customer_id, orders, purchase_days, revenue, first_at, last_at) "
+        f"SELECT o.customer_id, COUNT(*), COUNT(DISTINCT {db.day_key('o.placed_at')}), "
+        f"SUM({_net_amount(money)}), MIN(o.placed_at), MAX(o.placed_at) FROM customer_order AS o "
+        f"WHERE {order_filter} AND {counted} GROUP BY o.customer_id ORDER BY o.customer_id"
     )
     responses = "survey_response AS r"
     if scoped:
@@ -229,37 +202,39 @@ def build_features(db: Backend, money: MoneySpec, *, scoped: bool) -> None:
         f"{'= s.customer_id' if scoped else 'IS NOT NULL'}) AS t "
         "WHERE rn = 1 ORDER BY customer_id"
     )
-    _analyze(db, "_stage_median", "_stage_nps")
+    _analyze(db, "_stage_agg", "_stage_nps")
     db.create_temp(
         FEATURES_TABLE,
         "customer_id BIGINT NOT NULL, orders INTEGER NOT NULL, purchase_days INTEGER NOT NULL, "
         "revenue BIGINT NOT NULL, first_amount BIGINT, first_day INTEGER, second_day INTEGER, "
-        "prev_day INTEGER, last_day INTEGER, median_gap DOUBLE PRECISION, nps_score INTEGER, "
-        f"first_at {ts}, last_at {ts}",
+        f"prev_day INTEGER, last_day INTEGER, nps_score INTEGER, first_at {ts}, last_at {ts}",
         "customer_id",
+    )
+    after_first = db.day_begin("a.first_at", days_later=1)
+    own_orders = f"FROM customer_order AS o WHERE o.customer_id = a.customer_id AND {counted}"
+    second = f"(SELECT MIN(o.placed_at) {own_orders} AND o.placed_at >= {after_first})"
+    before_last = (
+        f"(SELECT MAX(o.placed_at) {own_orders} AND o.placed_at < {db.day_begin('a.last_at')})"
+    )
+    first_amount = (
+        f"(SELECT SUM({_net_amount(money)}) {own_orders} AND o.placed_at < {after_first})"
     )
     customers = "customer AS c"
     if scoped:
         customers = f"{SCOPE_TABLE} AS s CROSS JOIN customer AS c"
     db.execute(
         f"INSERT INTO {FEATURES_TABLE} (customer_id, orders, purchase_days, revenue, first_amount, "
-        "first_day, second_day, prev_day, last_day, median_gap, nps_score, first_at, last_at) "
+        "first_day, second_day, prev_day, last_day, nps_score, first_at, last_at) "
         "SELECT c.id, COALESCE(a.orders, 0), COALESCE(a.purchase_days, 0), COALESCE(a.revenue, 0),"
-        " (SELECT d.amount FROM _stage_days AS d"
-        "   WHERE d.customer_id = a.customer_id AND d.day = a.first_day),"
-        " a.first_day,"
-        " (SELECT MIN(d.day) FROM _stage_days AS d"
-        "   WHERE d.customer_id = a.customer_id AND d.day > a.first_day),"
-        " (SELECT MAX(d.day) FROM _stage_days AS d"
-        "   WHERE d.customer_id = a.customer_id AND d.day < a.last_day),"
-        " a.last_day,"
-        " CASE WHEN a.purchase_days >= 4 THEN m.median_gap"
-        "  WHEN a.purchase_days >= 2"
-        "  THEN CAST(a.last_day - a.first_day AS DOUBLE PRECISION) / (a.purchase_days - 1) END,"
-        " n.score, a.first_at, a.last_at "
+        " CASE WHEN a.purchase_days = 1 THEN a.revenue"
+        f"  WHEN a.purchase_days > 1 THEN {first_amount} END, {db.day_number('a.first_at')},"
+        f" CASE WHEN a.purchase_days = 2 THEN {db.day_number('a.last_at')}"
+        f"  WHEN a.purchase_days > 2 THEN {db.day_number(second)} END,"
+        f" CASE WHEN a.purchase_days = 2 THEN {db.day_number('a.first_at')}"
+        f"  WHEN a.purchase_days > 2 THEN {db.day_number(before_last)} END,"
+        f" {db.day_number('a.last_at')}, n.score, a.first_at, a.last_at "
         f"FROM {customers} "
         "LEFT JOIN _stage_agg AS a ON a.customer_id = c.id "
-        "LEFT JOIN _stage_median AS m ON m.customer_id = c.id "
         "LEFT JOIN _stage_nps AS n ON n.customer_id = c.id "
         f"{'WHERE c.id = s.customer_id ' if scoped else ''}ORDER BY c.id"
     )
@@ -268,14 +243,54 @@ def build_features(db: Backend, money: MoneySpec, *, scoped: bool) -> None:
         db.drop_temp(table)
 
 
-def read_features(db: Backend) -> FeatureFrame:
-    """The numeric columns of ``_stage_features``, read in batches."""
+def read_features(db: Backend, money: MoneySpec) -> FeatureFrame:
+    """The numeric columns of ``_stage_features``, read in batches, with the median gaps."""
     matrix = db.fetch_floats(
         f"SELECT {', '.join(_COLUMNS)} FROM {FEATURES_TABLE} ORDER BY customer_id"
     )
     if matrix.size == 0:
         return FeatureFrame.empty()
-    return FeatureFrame.from_matrix(matrix)
+    columns = {name: matrix[:, i] for i, name in enumerate(_COLUMNS)}
+    days = columns["purchase_days"]
+    median = np.full(days.shape, np.nan)
+    few = (days >= 2) & (days <= 3)
+    median[few] = (columns["last_day"][few] - columns["first_day"][few]) / (days[few] - 1)
+    ids, gaps = _median_gaps(db, money)
+    median[np.searchsorted(columns["customer_id"], ids)] = gaps
+    return FeatureFrame.from_columns(columns, median)
+
+
+def _median_gaps(db: Backend, money: MoneySpec) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(customer ids, median gap) for customers with four or more purchase days.
+
+    SQL streams their counted orders' UTC days (index order, no sort); numpy keeps distinct
+    days, takes the gaps between consecutive ones and the middle gap (mean of the middle two).
+    """
+    chunks = list(
+        db.iter_float_batches(
+            f"SELECT o.customer_id, {db.day_number('o.placed_at')} FROM customer_order AS o "
+            f"WHERE o.customer_id IN (SELECT customer_id FROM {FEATURES_TABLE} "
+            f"WHERE purchase_days >= 4) AND {_counted(money)}"
+        )
+    )
+    if not chunks:
+        return np.zeros(0), np.zeros(0)
+    rows = np.concatenate(chunks, axis=0)
+    customer, day = rows[:, 0], rows[:, 1]
+    step = np.diff(customer)
+    if np.any(step < 0) or np.any(np.diff(day)[step == 0] < 0):  # not in index order
+        order = np.lexsort((day, customer))
+        customer, day = customer[order], day[order]
+    distinct = np.r_[True, (customer[1:] != customer[:-1]) | (day[1:] != day[:-1])]
+    customer, day = customer[distinct], day[distinct]
+    same = customer[1:] == customer[:-1]
+    owner, gap = customer[1:][same], (day[1:] - day[:-1])[same]
+    order = np.lexsort((gap, owner))
+    owner, gap = owner[order], gap[order]
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    counts = np.diff(np.r_[starts, owner.size])
+    middle = (gap[starts + (counts - 1) // 2] + gap[starts + counts // 2]) / 2.0
+    return owner[starts], middle
 
 
 def drop_features(db: Backend) -> None:

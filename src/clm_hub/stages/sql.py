@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any, Final
 
 import numpy as np
@@ -73,6 +74,25 @@ class Backend:
             return f"CAST(julianday(substr({column}, 1, 10)) - 2440587.5 AS INTEGER)"
         return f"(CAST(({column} AT TIME ZONE 'UTC') AS DATE) - DATE '1970-01-01')"
 
+    def day_key(self, column: str) -> str:
+        """SQL for a value that is equal exactly for timestamps on the same UTC day (cheap)."""
+        return f"substr({column}, 1, 10)" if self.sqlite else self.day_number(column)
+
+    def day_begin(self, column: str, *, days_later: int = 0) -> str:
+        """SQL for midnight UTC starting the day of a timestamp column (or ``days_later``).
+
+        On SQLite this is the date text 'YYYY-MM-DD', which sorts before every stored timestamp
+        of that day and after every one of the day before, so it compares like the midnight.
+        """
+        if self.sqlite:
+            if days_later:
+                return f"date({column}, '+{int(days_later)} day')"
+            return f"substr({column}, 1, 10)"
+        return (
+            f"((date_trunc('day', {column} AT TIME ZONE 'UTC') "
+            f"+ INTERVAL '{int(days_later)} day') AT TIME ZONE 'UTC')"
+        )
+
     def month_number(self, column: str) -> str:
         """SQL for year * 12 + month - 1 of a timestamp column, in UTC."""
         if self.sqlite:
@@ -135,15 +155,9 @@ class Backend:
         cursor = self.connection.connection.cursor()
         statement = self._marks(sql)
         written = 0
+        remaining = iter(rows)
         try:
-            batch: list[Sequence[Any]] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= WRITE_ROWS:
-                    cursor.executemany(statement, batch)
-                    written += len(batch)
-                    batch = []
-            if batch:
+            while batch := list(islice(remaining, WRITE_ROWS)):
                 cursor.executemany(statement, batch)
                 written += len(batch)
         finally:
