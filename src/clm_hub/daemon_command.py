@@ -38,6 +38,7 @@ def run(config_path: Path | None) -> None:
     from clm_hub.lifecycle import StageCatchUp
     from clm_hub.log import configure_logging
     from clm_hub.runtime import build_redactor, configure_connectors, load_registry
+    from clm_hub.stages.changes import hook_notifier
     from clm_hub.stages.config import load_rules
     from clm_hub.store import open_store
 
@@ -49,7 +50,7 @@ def run(config_path: Path | None) -> None:
         redactor.add([config.alerts.webhook_url.get_secret_value()])
     rules = load_rules(settings.stage_rules)
     engine = open_store(settings.database_url)
-    recompute = StageCatchUp(engine, rules)
+    recompute = StageCatchUp(engine, rules, notify=hook_notifier(registry.manager))
     if engine.url.password:
         redactor.add([str(engine.url.password)])
     configure_logging(redactor, level=settings.log_level, fmt=settings.log_format)

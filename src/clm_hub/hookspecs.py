@@ -6,6 +6,7 @@ hooks too; nothing here is reserved for the core.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from clm_hub.connectors.base import RegisterConnector
     from clm_hub.redaction import Redactor
     from clm_hub.settings import HubSettings
+    from clm_hub.stages.changes import StageChange
 
 PROJECT = "clm_hub"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -44,6 +46,24 @@ def register_commands(cli: click.Group) -> None:
     Called once while the CLI is assembled, before arguments are parsed.
 
     :param cli: the top-level ``click`` group; call ``cli.add_command(...)``.
+    """
+
+
+# -- the stage engine -------------------------------------------------------------------
+
+
+@hookspec
+def stage_changes(changes: Sequence[StageChange]) -> None:
+    """Learn which customers changed stage: for notifications, outbound webhooks, audits.
+
+    Called after a stage step has committed (in ``sync``, the daemon and the demo), with the
+    changes in the order they were recorded, in batches of at most 1,000. Delivery is at
+    least once: after a crash a batch may come again (``StageChange.id`` increases, so a
+    receiver can drop repeats). Runs in the hub's stage step: keep it quick and hand slow
+    work to a queue. An exception is logged and does not stop the other plugins.
+
+    :param changes: ``clm_hub.stages.changes.StageChange`` records (customer id and email,
+        from and to stage, when, the rule and numbers that decided).
     """
 
 

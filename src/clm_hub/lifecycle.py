@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from clm_hub.cursors import cursor_t, save_cursor
 from clm_hub.linking import customer_t
 from clm_hub.records import StreamCursor, now_utc
+from clm_hub.stages.changes import Notify, StageChangeDelivery
 from clm_hub.stages.config import StageRules
 from clm_hub.stages.engine import CycleResult, run_stage_cycle
 
@@ -32,16 +33,25 @@ class StageCatchUp:
     """The ``recompute`` step of a cycle: stages for every customer changed since the last."""
 
     def __init__(
-        self, engine: Engine, rules: StageRules, *, now: Callable[[], datetime] = now_utc
+        self,
+        engine: Engine,
+        rules: StageRules,
+        *,
+        now: Callable[[], datetime] = now_utc,
+        notify: Notify | None = None,
     ) -> None:
         self.engine = engine
         self.rules = rules
         self.now = now
+        self.delivery = StageChangeDelivery(engine, notify) if notify is not None else None
+        """Hands the step's stage changes to plugins (``clm_hub.stages.changes``)."""
         self.last: CycleResult | None = None
 
     def __call__(self, changed: set[int]) -> None:
         started = self.now()
         pending = self.pending_since_watermark()
+        if self.delivery is not None:
+            self.delivery.start(started)
         self.last = run_stage_cycle(
             self.engine, self.rules, now=started, changed_customer_ids=changed | pending
         )
@@ -51,6 +61,8 @@ class StageCatchUp:
             "stages.cycle", mode=self.last.mode, customers=self.last.customers,
             transitions=self.last.transitions, seconds=round(self.last.seconds, 3),
         )  # fmt: skip
+        if self.delivery is not None:
+            self.delivery.deliver(started)
 
     def pending_since_watermark(self) -> set[int]:
         """Customers whose data moved since the last completed stage step."""

@@ -24,6 +24,7 @@ from clm_hub.records import now_utc
 from clm_hub.runs import RunStatus
 from clm_hub.runtime import load_registry
 from clm_hub.settings import HubSettings
+from clm_hub.stages.changes import hook_notifier
 from clm_hub.stages.config import load_rules
 from clm_hub.status import read_status
 from clm_hub.store import open_store
@@ -123,7 +124,9 @@ def _cycle(
     apply_large: bool,
     progress: ProgressSink,
 ) -> CycleResult:
-    catch_up = StageCatchUp(engine, load_rules(settings.stage_rules))
+    catch_up = StageCatchUp(
+        engine, load_rules(settings.stage_rules), notify=hook_notifier(registry.manager)
+    )
     hub = SyncEngine(settings, registry, engine, progress=progress, recompute=catch_up)
     return asyncio.run(
         hub.run_cycle(

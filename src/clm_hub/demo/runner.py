@@ -30,6 +30,7 @@ from clm_hub.linking import customer_t, state_t
 from clm_hub.runtime import load_registry
 from clm_hub.sandbox import serve
 from clm_hub.settings import load_settings
+from clm_hub.stages.changes import hook_notifier
 from clm_hub.stages.config import load_rules
 from clm_hub.stages.explain import explain_customer
 from clm_hub.store import open_engine, upgrade
@@ -218,8 +219,12 @@ class DemoWorld:
         progress: ProgressSink | None = None,
     ) -> CycleResult:
         """One cycle of the real engine: pull every tool, stages, write-back."""
-        catch_up = StageCatchUp(self.engine, load_rules(self.settings.stage_rules))
         registry = load_registry(self.settings)
+        catch_up = StageCatchUp(
+            self.engine,
+            load_rules(self.settings.stage_rules),
+            notify=hook_notifier(registry.manager),
+        )
         hub = SyncEngine(
             self.settings, registry, self.engine, progress=progress, recompute=catch_up
         )
