@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import phonenumbers
 import pytest
 
 from clm_hub.identity import (
@@ -53,6 +54,37 @@ def test_gmail_dots_and_plus_tags_only_when_configured() -> None:
 )
 def test_normalise_phone(raw: str, region: str | None, expected: str | None) -> None:
     assert normalise_phone(raw, region) == expected
+
+
+PHONES = [
+    ("+1 415 555 0123", None), ("+1 (415) 555-0123", None), ("+14155550123", None),
+    ("(415) 555-0123", "US"), ("415.555.0123", "US"), ("4155550123", None),
+    ("+44 (0) 20 7946 0958", None), ("+49 30 901820", None), ("030 901820", "DE"),
+    ("+1 415 555 0123 ext. 7", None), ("1-800-FLOWERS", "US"), ("+1 555", None), ("+", None),
+    ("12345678901234567890123", None), ("+1 415 555 0123 ", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "region"), PHONES)
+def test_normalise_phone_agrees_with_phonenumbers_on_the_raw_text(
+    raw: str, region: str | None
+) -> None:
+    """The cached, separator-free lookup gives what parsing the raw text gives."""
+    try:
+        number = phonenumbers.parse(raw, region)
+        valid = phonenumbers.is_valid_number(number)
+    except phonenumbers.NumberParseException:
+        valid = False
+    expected = (
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if valid else None
+    )
+    assert normalise_phone(raw, region) == expected
+    assert normalise_phone(raw, region) == expected  # the cached answer too
+
+
+def test_formatting_of_a_phone_does_not_change_its_key() -> None:
+    variants = {"+1 415 555 0123", "+1 (415) 555-0123", "+1.415.555.0123", "+14155550123"}
+    assert {normalise_phone(v) for v in variants} == {"+14155550123"}
 
 
 def test_role_addresses_are_recognised() -> None:

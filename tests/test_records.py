@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,9 @@ from clm_hub.records import (
     ContactRecord,
     OrderRecord,
     OrderStatus,
+    StreamCursor,
     SurveyResponseRecord,
+    parse_json_page,
     parse_page,
 )
 
@@ -78,3 +81,42 @@ def test_nps_score_outside_0_to_10_is_refused(score: int) -> None:
 def test_unknown_record_fields_are_refused() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
         ContactRecord(external_id="1", emial="a@b.c")  # type: ignore[call-arg]
+
+
+ORDER = {"placed_at": "2026-01-02T10:00:00+02:00", "total": "10.50", "currency": "EUR"}
+
+
+def test_parse_json_page_validates_a_whole_page_in_one_pass() -> None:
+    body = json.dumps([{"external_id": str(i), **ORDER} for i in range(3)])
+    cursor = StreamCursor(token="next")
+    page = parse_json_page(body.encode(), OrderRecord, cursor=cursor)
+    assert [r.external_id for r in page.records] == ["0", "1", "2"]
+    assert page.records[0].placed_at == datetime(2026, 1, 2, 8, 0, tzinfo=UTC)
+    assert page.records[0].placed_at.tzinfo is UTC
+    assert page.cursor == cursor and page.rejected == ()
+
+
+def test_parse_json_page_rejects_bad_rows_with_reasons_and_keeps_the_rest() -> None:
+    rows = [
+        {"external_id": "1", **ORDER},
+        {"external_id": "2", **ORDER, "total": "-3"},
+        {"external_id": "3", **ORDER, "placed_at": "2026-01-02T10:00:00"},
+        {"external_id": "4", **ORDER, "colour": "red"},
+        "not an object",
+        {"external_id": "6", **ORDER},
+    ]
+    page = parse_json_page(json.dumps(rows), OrderRecord)
+    assert [r.external_id for r in page.records] == ["1", "6"]
+    reasons = {r.external_id: r.reason for r in page.rejected}
+    assert reasons["2"] == "total: Input should be greater than or equal to 0"
+    assert "time zone" in reasons["3"]
+    assert reasons["4"] == "colour: Extra inputs are not permitted"
+    assert None in reasons and len(page.rejected) == 4
+    assert json.loads(page.rejected[0].payload)["external_id"] == "2"
+
+
+def test_parse_json_page_refuses_a_body_that_is_not_an_array() -> None:
+    with pytest.raises(ValueError, match="expected a JSON array"):
+        parse_json_page(b'{"records": []}', ContactRecord)
+    with pytest.raises(ValueError):
+        parse_json_page(b"[{", ContactRecord)

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, text, update
 from sqlalchemy.sql.schema import Table
 
 from clm_hub.cursors import save_cursor
 from clm_hub.identity import normalise_email
 from clm_hub.linking import (
     IdentityContext,
-    chunks,
     content_hash,
     ingest_contacts,
     known_identities,
@@ -32,11 +31,12 @@ from clm_hub.linking import (
 from clm_hub.records import (
     ContactRecord,
     OrderRecord,
+    OrderStatus,
     Page,
     Rejection,
     SurveyResponseRecord,
 )
-from clm_hub.store.bulk import bulk_insert, bulk_update
+from clm_hub.store.bulk import insert_columns, select_in, update_columns
 from clm_hub.store.tables import RejectedRecord, SyncRun
 
 __all__ = ["STREAMS", "PageCounts", "PageWriter", "Stream"]
@@ -56,8 +56,9 @@ _PG_INGEST_LOCK = 0x636C6D68  # "clmh"
 
 @dataclass
 class PageCounts:
-    """What one page did to the store."""
+    """What one page (or a batch of pages) did to the store."""
 
+    pages: int = 0
     read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -68,7 +69,7 @@ class PageCounts:
     dirty_customers: set[int] = field(default_factory=set)
 
     def add(self, other: PageCounts) -> None:
-        for name in ("read", "inserted", "updated", "unchanged", "rejected", "suppressed"):
+        for name in ("pages", "read", "inserted", "updated", "unchanged", "rejected", "suppressed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.merges += other.merges
 
@@ -96,6 +97,33 @@ class PageWriter:
     ) -> PageCounts:
         """Ingest ``page`` and move the stream cursor, atomically. Blocking: run it in a
         worker thread. With ``dry_run`` everything is computed and then rolled back."""
+        return self.write_pages(
+            ctx_factory, stream, [page], run_row_id=run_row_id, run_id=run_id,
+            cursor_version=cursor_version, dry_run=dry_run,
+        )  # fmt: skip
+
+    def write_pages(
+        self,
+        ctx_factory: Callable[[datetime], IdentityContext],
+        stream: Stream,
+        pages: Sequence[Page[Any]],
+        *,
+        run_row_id: int | None,
+        run_id: str,
+        cursor_version: int,
+        dry_run: bool = False,
+    ) -> PageCounts:
+        """Ingest consecutive ``pages`` of one stream in one transaction, with the cursor
+        of the last: when a tool answers faster than the store writes, the pages waiting
+        share one commit and one set of lookups. A crash loses the batch and the cursor
+        together, so the next run re-reads exactly that."""
+        if len(pages) == 1:
+            [page] = pages
+            records, rejected = page.records, page.rejected
+        else:
+            records = [record for page in pages for record in page.records]
+            rejected = [row for page in pages for row in page.rejected]
+        cursor = next((p.cursor for p in reversed(pages) if p.cursor is not None), None)
         with self.lock, self.engine.connect() as conn:
             transaction = conn.begin()
             try:
@@ -103,12 +131,13 @@ class PageWriter:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INGEST_LOCK})
                 now = self._now()
                 ctx = ctx_factory(now)
-                counts = _ingest(conn, ctx, stream, page.records)
-                counts.read = len(page.records) + len(page.rejected)
-                counts.rejected = len(page.rejected)
-                _reject(conn, ctx, stream, run_id, page.rejected)
-                if page.cursor is not None:
-                    save_cursor(conn, ctx.source, stream, cursor_version, page.cursor, now)
+                counts = _ingest(conn, ctx, stream, records)
+                counts.pages = len(pages)
+                counts.read = len(records) + len(rejected)
+                counts.rejected = len(rejected)
+                _reject(conn, ctx, stream, run_id, rejected)
+                if cursor is not None:
+                    save_cursor(conn, ctx.source, stream, cursor_version, cursor, now)
                 if run_row_id is not None:
                     _count(conn, run_row_id, counts)
             except BaseException:
@@ -135,28 +164,43 @@ def _ingest(
             dirty_customers=result.dirty_customers,
         )
     if stream == "orders":
-        return _ingest_facts(conn, ctx, order_t, records, _order_row)
-    return _ingest_facts(conn, ctx, response_t, records, _response_row)
+        return _ingest_facts(conn, ctx, order_t, records, _order_columns)
+    return _ingest_facts(conn, ctx, response_t, records, _response_columns)
 
 
-def _order_row(record: OrderRecord) -> dict[str, Any]:
+_STATUS_TEXT = {status: status.value for status in OrderStatus}  # faster than ``.value``
+
+
+def _order_columns(records: Sequence[OrderRecord]) -> dict[str, list[Any]]:
     return {
-        "placed_at": record.placed_at,
-        "source_updated_at": record.updated_at,
-        "total": record.total,
-        "refunded": record.refunded,
-        "currency": record.currency,
-        "status": record.status.value,
+        "placed_at": [r.placed_at for r in records],
+        "source_updated_at": [r.updated_at for r in records],
+        "total": [r.total for r in records],
+        "refunded": [r.refunded for r in records],
+        "currency": [r.currency for r in records],
+        "status": [_STATUS_TEXT[r.status] for r in records],
     }
 
 
-def _response_row(record: SurveyResponseRecord) -> dict[str, Any]:
+def _response_columns(records: Sequence[SurveyResponseRecord]) -> dict[str, list[Any]]:
     return {
-        "survey_id": record.survey_id,
-        "score": record.score,
-        "answered_at": record.answered_at,
-        "comment": record.comment,
+        "survey_id": [r.survey_id for r in records],
+        "score": [r.score for r in records],
+        "answered_at": [r.answered_at for r in records],
+        "comment": [r.comment for r in records],
     }
+
+
+@dataclass
+class _Fact:
+    """An order or survey answer to write, with what the page decided about it."""
+
+    record: Any
+    digest: str
+    email: str | None
+    reference: str | None
+    customer: int | None = None
+    row_id: int | None = None
 
 
 def _ingest_facts(
@@ -164,20 +208,21 @@ def _ingest_facts(
     ctx: IdentityContext,
     table: Table,
     records: Sequence[OrderRecord] | Sequence[SurveyResponseRecord],
-    to_row: Callable[[Any], dict[str, Any]],
+    to_columns: Callable[[list[Any]], dict[str, list[Any]]],
 ) -> PageCounts:
     """Orders and survey answers: rows that belong to a customer found by reference."""
     counts = PageCounts()
     latest = {r.external_id: r for r in records}
-    existing: dict[str, tuple[int, str, int | None]] = {}
-    for batch in chunks(latest):
-        for ext, row_id, digest, customer in conn.execute(
-            select(table.c.external_id, table.c.id, table.c.content_hash, table.c.customer_id)
-            .where(table.c.source == ctx.source, table.c.external_id.in_(batch))
-        ):  # fmt: skip
-            existing[ext] = (row_id, digest, customer)
+    lookup = (
+        f"SELECT external_id, id, content_hash, customer_id FROM {table.name}"
+        " WHERE source = ? AND external_id IN"
+    )
+    existing: dict[str, tuple[int, str, int | None]] = {
+        ext: (row_id, digest, customer)
+        for ext, row_id, digest, customer in select_in(conn, lookup, latest, (ctx.source,))
+    }
 
-    work: list[tuple[Any, str, str | None]] = []  # (record, digest, customer reference)
+    work: list[_Fact] = []
     references: dict[str, str | None] = {}  # customer reference -> email on the record
     for record in latest.values():
         digest = content_hash(record)
@@ -189,7 +234,7 @@ def _ingest_facts(
         reference = record.customer_external_id or (f"guest:{email}" if email else None)
         if reference is not None and reference not in references:
             references[reference] = record.email
-        work.append((record, digest, reference))
+        work.append(_Fact(record, digest, email, reference))
     if not work:
         return counts
 
@@ -203,37 +248,52 @@ def _ingest_facts(
     linked.customer_by_external_id.update(linked_before)
     counts.dirty_customers |= linked.dirty_customers
     counts.merges += linked.merges
-    new_rows: list[dict[str, Any]] = []
-    changed_rows: list[dict[str, Any]] = []
-    for record, digest, reference in work:
-        customer = linked.customer_by_external_id.get(reference) if reference else None
-        row = {
-            **to_row(record),
-            "source": ctx.source,
-            "external_id": record.external_id,
-            "customer_id": customer,
-            "source_customer_id": record.customer_external_id,
-            # A forgotten person's email is not kept, even on their orders.
-            "email": normalise_email(record.email, ctx.rules) if customer is not None else None,
-            "content_hash": digest,
-        }
-        if table is order_t:
-            row["deleted_at"] = ctx.now if record.deleted else None
-        if customer is not None:
-            counts.dirty_customers.add(customer)
-        known = existing.get(record.external_id)
+    customer_of = linked.customer_by_external_id
+    new: list[_Fact] = []
+    changed: list[_Fact] = []
+    for fact in work:
+        fact.customer = customer_of.get(fact.reference) if fact.reference else None
+        if fact.customer is not None:
+            counts.dirty_customers.add(fact.customer)
+        known = existing.get(fact.record.external_id)
         if known is None:
-            new_rows.append(row)
+            new.append(fact)
         else:
-            changed_rows.append({**row, "id": known[0]})
+            fact.row_id = known[0]
+            changed.append(fact)
             if known[2] is not None:
                 counts.dirty_customers.add(known[2])
-    bulk_insert(conn, table, new_rows)
-    bulk_update(conn, table, changed_rows)
-    counts.inserted = len(new_rows)
-    counts.updated = len(changed_rows)
+    if new:
+        insert_columns(conn, table, _fact_columns(ctx, table, new, to_columns))
+    if changed:
+        columns = _fact_columns(ctx, table, changed, to_columns)
+        columns["id"] = [fact.row_id for fact in changed]
+        update_columns(conn, table, columns)
+    counts.inserted = len(new)
+    counts.updated = len(changed)
     mark_dirty(conn, counts.dirty_customers, ctx.now)
     return counts
+
+
+def _fact_columns(
+    ctx: IdentityContext,
+    table: Table,
+    facts: Sequence[_Fact],
+    to_columns: Callable[[list[Any]], dict[str, list[Any]]],
+) -> dict[str, list[Any]]:
+    """The rows to write, column by column (cheaper than a mapping per row)."""
+    records = [fact.record for fact in facts]
+    columns = to_columns(records)
+    columns["source"] = [ctx.source] * len(facts)
+    columns["external_id"] = [r.external_id for r in records]
+    columns["customer_id"] = [fact.customer for fact in facts]
+    columns["source_customer_id"] = [r.customer_external_id for r in records]
+    # A forgotten person's email is not kept, even on their orders.
+    columns["email"] = [fact.email if fact.customer is not None else None for fact in facts]
+    columns["content_hash"] = [fact.digest for fact in facts]
+    if table is order_t:
+        columns["deleted_at"] = [ctx.now if r.deleted else None for r in records]
+    return columns
 
 
 def _reject(
@@ -267,7 +327,7 @@ def _count(conn: Connection, run_row_id: int, counts: PageCounts) -> None:
         update(run_t)
         .where(c.id == run_row_id)
         .values(
-            pages=c.pages + 1,
+            pages=c.pages + counts.pages,
             records_read=c.records_read + counts.read,
             inserted=c.inserted + counts.inserted,
             updated=c.updated + counts.updated,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from clm_hub.identity import (
     survivor_fields,
 )
 from clm_hub.records import ContactRecord
-from clm_hub.store.bulk import bulk_insert, bulk_update
+from clm_hub.store.bulk import bulk_insert, bulk_update, chunks, select_in
 from clm_hub.store.tables import (
     Customer,
     CustomerMerge,
@@ -52,8 +52,6 @@ __all__ = [
     "tombstone_hash",
 ]
 
-IN_CHUNK = 900  # bound parameters per IN list, well under every backend's limit
-
 customer_t = Customer.__table__  # type: ignore[attr-defined]
 identity_t = SourceIdentity.__table__  # type: ignore[attr-defined]
 order_t = Order.__table__  # type: ignore[attr-defined]
@@ -65,21 +63,35 @@ merge_t = CustomerMerge.__table__  # type: ignore[attr-defined]
 tombstone_t = ErasureTombstone.__table__  # type: ignore[attr-defined]
 
 
-def chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
-    """Split ``values`` into lists of at most ``size``, for IN lists."""
-    batch: list[Any] = []
-    for value in values:
-        batch.append(value)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+# Key lookups on every page, in plain SQL: SQLAlchemy would render each IN value as a
+# bound literal, which costs more than the lookup itself (see store.bulk.select_in).
+_IDENTITIES_SQL = (
+    "SELECT external_id, id, customer_id, content_hash FROM source_identity"
+    " WHERE source = ? AND external_id IN"
+)
+_CUSTOMER_OF_SQL = (
+    "SELECT external_id, customer_id FROM source_identity WHERE source = ? AND external_id IN"
+)
+_COMPUTED_SQL = (
+    "SELECT c.id FROM customer AS c JOIN customer_state AS s ON s.customer_id = c.id"
+    " WHERE s.computed_at >= c.updated_at AND c.id IN"
+)
+_EMAIL_HOLDERS_SQL = (
+    "SELECT email, customer_id FROM source_identity"
+    " WHERE customer_id IS NOT NULL AND deleted_at IS NULL AND email IN"
+)
+_PHONE_HOLDERS_SQL = (
+    "SELECT phone, customer_id, email FROM source_identity"
+    " WHERE customer_id IS NOT NULL AND deleted_at IS NULL AND phone IN"
+)
 
 
 def content_hash(record: ContactRecord | Any) -> str:
     """A short stable hash of a record's content: equal hash, nothing to write."""
-    return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).hexdigest()
+    # The serializer itself: the bytes of ``model_dump_json()`` without its per-call
+    # argument handling (hashes stored by earlier versions stay valid).
+    content = record.__pydantic_serializer__.to_json(record)
+    return hashlib.blake2b(content, digest_size=16).hexdigest()
 
 
 def contact_hash(record: ContactRecord, tag_prefix: str) -> str:
@@ -129,6 +141,9 @@ class ContactBatchResult:
     merges: int = 0
 
 
+_NO_TAGS: tuple[str, ...] = ()
+
+
 @dataclass
 class _Incoming:
     """A contact record prepared for writing."""
@@ -152,7 +167,8 @@ class _Incoming:
             "last_name": r.last_name,
             "marketing_consent": r.marketing_consent,
             "acquisition_channel": r.acquisition_channel,
-            "tags": list(r.tags),
+            # One shared empty value: the JSON column then encodes it once per page.
+            "tags": list(r.tags) if r.tags else _NO_TAGS,
             "source_created_at": r.created_at,
             "source_updated_at": r.updated_at,
             "deleted_at": ctx.now if r.deleted else None,
@@ -223,15 +239,10 @@ def ingest_contacts(
     latest: dict[str, ContactRecord] = {}
     for record in records:  # the last copy of a record in a page wins
         latest[record.external_id] = record
-    existing: dict[str, tuple[int, int | None, str]] = {}
-    for batch in chunks(latest):
-        for ext, ident, customer, digest in conn.execute(
-            select(
-                identity_t.c.external_id, identity_t.c.id, identity_t.c.customer_id,
-                identity_t.c.content_hash,
-            ).where(identity_t.c.source == ctx.source, identity_t.c.external_id.in_(batch))
-        ):  # fmt: skip
-            existing[ext] = (ident, customer, digest)
+    existing = {
+        ext: (ident, customer, digest)
+        for ext, ident, customer, digest in select_in(conn, _IDENTITIES_SQL, latest, (ctx.source,))
+    }
     if placeholders:  # a known identity stays as it is; only unknown ones are written
         for ext in existing.keys() & latest.keys():
             result.customer_by_external_id[ext] = existing[ext][1]
@@ -306,25 +317,11 @@ def _resolve(
     emails = {i.email for i in live if i.email and not rules.is_role_address(i.email)}
     phones = {i.phone for i in live if i.phone}
     email_hits: dict[str, set[int]] = defaultdict(set)
-    for batch in chunks(emails):
-        for email, customer in conn.execute(
-            select(identity_t.c.email, identity_t.c.customer_id).where(
-                identity_t.c.email.in_(batch),
-                identity_t.c.customer_id.is_not(None),
-                identity_t.c.deleted_at.is_(None),
-            )
-        ):
-            email_hits[email].add(customer)
+    for email, customer in select_in(conn, _EMAIL_HOLDERS_SQL, emails):
+        email_hits[email].add(customer)
     phone_hits: dict[str, set[tuple[int, str | None]]] = defaultdict(set)
-    for batch in chunks(phones):
-        for phone, customer, email in conn.execute(
-            select(identity_t.c.phone, identity_t.c.customer_id, identity_t.c.email).where(
-                identity_t.c.phone.in_(batch),
-                identity_t.c.customer_id.is_not(None),
-                identity_t.c.deleted_at.is_(None),
-            )
-        ):
-            phone_hits[phone].add((customer, email))
+    for phone, customer, email in select_in(conn, _PHONE_HOLDERS_SQL, phones):
+        phone_hits[phone].add((customer, email))
     holders = {p: len({c for c, _ in hits}) for p, hits in phone_hits.items()}
 
     Node = tuple[str, int]
@@ -471,15 +468,7 @@ def known_identities(
     conn: Connection, source: str, external_ids: Iterable[str]
 ) -> dict[str, int | None]:
     """The customer of each already-known record of ``source`` among ``external_ids``."""
-    found: dict[str, int | None] = {}
-    for batch in chunks(external_ids):
-        for ext, customer in conn.execute(
-            select(identity_t.c.external_id, identity_t.c.customer_id).where(
-                identity_t.c.source == source, identity_t.c.external_id.in_(batch)
-            )
-        ):
-            found[ext] = customer
-    return found
+    return dict(select_in(conn, _CUSTOMER_OF_SQL, external_ids, (source,)))
 
 
 def mark_dirty(conn: Connection, customer_ids: set[int], now: datetime) -> None:
@@ -488,15 +477,5 @@ def mark_dirty(conn: Connection, customer_ids: set[int], now: datetime) -> None:
     A customer whose change is already pending (changed after its stage was last
     computed, or never computed) is left alone: no write for every order of a big page.
     """
-    computed = (
-        select(state_t.c.customer_id)
-        .where(
-            state_t.c.customer_id == customer_t.c.id,
-            state_t.c.computed_at >= customer_t.c.updated_at,
-        )
-        .exists()
-    )
-    for batch in chunks(customer_ids):
-        conn.execute(
-            update(customer_t).where(customer_t.c.id.in_(batch), computed).values(updated_at=now)
-        )
+    stale = select_in(conn, _COMPUTED_SQL, customer_ids)
+    bulk_update(conn, customer_t, [{"updated_at": now, "id": customer} for (customer,) in stale])

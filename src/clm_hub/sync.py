@@ -462,16 +462,26 @@ class SyncEngine:
         producer = asyncio.create_task(_produce(pages, queue))
         context = self._identity_context(source)
         try:
-            while not isinstance(item := await queue.get(), _End):
+            item: Page[Any] | _End | _Failure = await queue.get()
+            while not isinstance(item, _End):
                 if isinstance(item, _Failure):
                     raise item.error
+                # Every page already waiting goes into the same transaction.
+                batch, after = [item], None
+                while after is None and not queue.empty():
+                    waiting = queue.get_nowait()
+                    if isinstance(waiting, Page):
+                        batch.append(waiting)
+                    else:
+                        after = waiting
                 written = await asyncio.to_thread(
-                    self.writer.write, context, stream, item, run_row_id=row_id, run_id=run_id,
-                    cursor_version=connector.cursor_version, dry_run=dry_run,
+                    self.writer.write_pages, context, stream, batch, run_row_id=row_id,
+                    run_id=run_id, cursor_version=connector.cursor_version, dry_run=dry_run,
                 )  # fmt: skip
                 counts.add(written)
                 counts.dirty_customers |= written.dirty_customers
                 self.progress.page_written(source, stream, written)
+                item = after or await queue.get()
             if counts.rejected:
                 status = RunStatus.PARTIAL
         except Exception as exc:  # isolation: one tool's failure is recorded, not spread
