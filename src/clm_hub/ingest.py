@@ -23,13 +23,12 @@ from clm_hub.linking import (
     IdentityContext,
     content_hash,
     ingest_contacts,
-    known_identities,
     mark_dirty,
     order_t,
+    placeholders_to_write,
     response_t,
 )
 from clm_hub.records import (
-    ContactRecord,
     OrderRecord,
     OrderStatus,
     Page,
@@ -238,12 +237,7 @@ def _ingest_facts(
     if not work:
         return counts
 
-    linked_before = known_identities(conn, ctx.source, references)
-    missing = [
-        ContactRecord(external_id=ext, email=email)
-        for ext, email in references.items()
-        if ext not in linked_before
-    ]
+    linked_before, missing = placeholders_to_write(conn, ctx, references)
     linked = ingest_contacts(conn, ctx, missing, placeholders=True)
     linked.customer_by_external_id.update(linked_before)
     counts.dirty_customers |= linked.dirty_customers

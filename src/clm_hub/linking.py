@@ -69,6 +69,10 @@ _IDENTITIES_SQL = (
     "SELECT external_id, id, customer_id, content_hash FROM source_identity"
     " WHERE source = ? AND external_id IN"
 )
+_PLACEHOLDER_SQL = (
+    "SELECT external_id, customer_id, content_hash FROM source_identity"
+    " WHERE source = ? AND external_id IN"
+)
 _CUSTOMER_OF_SQL = (
     "SELECT external_id, customer_id FROM source_identity WHERE source = ? AND external_id IN"
 )
@@ -92,6 +96,28 @@ def content_hash(record: ContactRecord | Any) -> str:
     # argument handling (hashes stored by earlier versions stay valid).
     content = record.__pydantic_serializer__.to_json(record)
     return hashlib.blake2b(content, digest_size=16).hexdigest()
+
+
+PLACEHOLDER_MARK = "~"
+"""Content hashes of placeholder identities start with this (real hashes are hex)."""
+
+
+def placeholder_hash(email: str | None) -> str:
+    """The content hash of a placeholder: it changes only when the email it knows does.
+
+    A placeholder stands for a person an order or survey answer names by an id of the tool
+    before (or without) any contact record; when a later answer names the same id with an
+    email, the placeholder is resolved again, so that person joins the customer of that
+    email instead of staying apart. Placeholders written before this mark existed have an
+    empty hash, which counts as a placeholder too.
+    """
+    if email is None:
+        return PLACEHOLDER_MARK
+    return PLACEHOLDER_MARK + hashlib.blake2b(email.encode(), digest_size=16).hexdigest()
+
+
+def is_placeholder(digest: str) -> bool:
+    return digest == "" or digest.startswith(PLACEHOLDER_MARK)
 
 
 def contact_hash(record: ContactRecord, tag_prefix: str) -> str:
@@ -232,8 +258,9 @@ def ingest_contacts(
     """Upsert one page of contacts and link each to its canonical customer.
 
     With ``placeholders`` the records stand for people an order or survey answer refers
-    to before (or without) their contact record: known identities are left untouched and
-    new ones get an empty content hash, so the real record overwrites them later.
+    to before (or without) their contact record: a known real record is left untouched; a
+    placeholder is written with ``placeholder_hash`` (so the real record overwrites it
+    later) and resolved again when it learns an email it did not have.
     """
     result = ContactBatchResult()
     latest: dict[str, ContactRecord] = {}
@@ -243,20 +270,18 @@ def ingest_contacts(
         ext: (ident, customer, digest)
         for ext, ident, customer, digest in select_in(conn, _IDENTITIES_SQL, latest, (ctx.source,))
     }
-    if placeholders:  # a known identity stays as it is; only unknown ones are written
-        for ext in existing.keys() & latest.keys():
-            result.customer_by_external_id[ext] = existing[ext][1]
+    incoming = []
+    for record in latest.values():
+        email = normalise_email(record.email, ctx.rules)
+        digest = placeholder_hash(email) if placeholders else contact_hash(record, ctx.tag_prefix)
+        known = existing.get(record.external_id)
+        if placeholders and known is not None and not _learns_email(known[2], digest, email):
+            result.customer_by_external_id[record.external_id] = known[1]
             result.unchanged += 1
-        latest = {ext: r for ext, r in latest.items() if ext not in existing}
-    incoming = [
-        _Incoming(
-            record,
-            normalise_email(record.email, ctx.rules),
-            normalise_phone(record.phone, ctx.default_region),
-            "" if placeholders else contact_hash(record, ctx.tag_prefix),
+            continue
+        incoming.append(
+            _Incoming(record, email, normalise_phone(record.phone, ctx.default_region), digest)
         )
-        for record in latest.values()
-    ]
     erased = _erased(conn, ctx, incoming)
     result.suppressed = len(erased)
 
@@ -462,6 +487,31 @@ def refresh_customers(conn: Connection, customer_ids: set[int], ctx: IdentityCon
         born = earliest([created[customer_id], *(r.created_at for r in records)])
         rows.append({**fields, "created_at": born, "updated_at": ctx.now, "id": customer_id})
     bulk_update(conn, customer_t, rows)
+
+
+def _learns_email(stored: str, digest: str, email: str | None) -> bool:
+    """Whether a placeholder reference brings news: a placeholder that gets an email now."""
+    return email is not None and is_placeholder(stored) and stored != digest
+
+
+def placeholders_to_write(
+    conn: Connection, ctx: IdentityContext, references: Mapping[str, str | None]
+) -> tuple[dict[str, int | None], list[ContactRecord]]:
+    """For the people orders or answers refer to (reference -> email on the record): the
+    customers of those already linked, and the placeholder records to write for the rest
+    (unknown references, and placeholders that now learn an email)."""
+    customers: dict[str, int | None] = {}
+    for ext, customer, digest in select_in(conn, _PLACEHOLDER_SQL, references, (ctx.source,)):
+        customers[ext] = customer
+        email = normalise_email(references[ext], ctx.rules)
+        if _learns_email(digest, placeholder_hash(email), email):
+            del customers[ext]
+    records = [
+        ContactRecord(external_id=ext, email=email)
+        for ext, email in references.items()
+        if ext not in customers
+    ]
+    return customers, records
 
 
 def known_identities(

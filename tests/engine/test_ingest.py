@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
 from clm_hub.cursors import cursor_t
 from clm_hub.identity import IdentityRules
-from clm_hub.ingest import PageWriter
-from clm_hub.linking import IdentityContext, identity_t, order_t
-from clm_hub.records import OrderRecord, OrderStatus, Page, Rejection, StreamCursor
+from clm_hub.ingest import PageCounts, PageWriter, Stream
+from clm_hub.linking import IdentityContext, identity_t, order_t, response_t
+from clm_hub.records import (
+    ContactRecord,
+    OrderRecord,
+    OrderStatus,
+    Page,
+    Rejection,
+    StreamCursor,
+    SurveyResponseRecord,
+)
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 
@@ -71,3 +80,50 @@ def test_a_failed_batch_leaves_neither_its_records_nor_its_cursor(store: Engine)
         assert conn.execute(select(order_t.c.id)).all() == []
         assert conn.execute(select(identity_t.c.id)).all() == []
         assert conn.execute(select(cursor_t.c.updated_since)).all() == []
+
+
+def answer(ext: str, *, respondent: str, email: str | None) -> SurveyResponseRecord:
+    return SurveyResponseRecord(
+        external_id=ext, customer_external_id=respondent, email=email, score=9, answered_at=NOW
+    )
+
+
+def write(store: Engine, source: str, stream: Stream, *records: Any) -> PageCounts:
+    def ctx(now: datetime) -> IdentityContext:
+        return IdentityContext(source, IdentityRules(), None, now)
+
+    page = Page[Any](records=list(records))
+    writer = PageWriter(store, now=lambda: NOW)
+    return writer.write_pages(ctx, stream, [page], run_row_id=None, run_id="r", cursor_version=1)
+
+
+def test_a_respondent_known_by_id_joins_their_customer_once_an_answer_names_the_email(
+    store: Engine,
+) -> None:
+    write(store, "shop", "contacts", ContactRecord(external_id="7", email="ana@example.com"))
+    write(store, "survey", "survey_responses", answer("r1", respondent="C-42", email=None))
+    with store.connect() as conn:
+        shop_customer = conn.execute(
+            select(identity_t.c.customer_id).where(identity_t.c.source == "shop")
+        ).scalar_one()
+        first = conn.execute(select(response_t.c.customer_id)).scalar_one()
+    assert first != shop_customer  # nothing tells yet who C-42 is
+
+    counts = write(
+        store,
+        "survey",
+        "survey_responses",
+        answer("r2", respondent="C-42", email="Ana@Example.com"),
+    )
+    assert counts.merges == 1
+    with store.connect() as conn:
+        owners = set(conn.execute(select(response_t.c.customer_id)).scalars())
+    assert owners == {shop_customer}  # both answers now belong to Ana
+
+    again = write(
+        store,
+        "survey",
+        "survey_responses",
+        answer("r3", respondent="C-42", email="ana@example.com"),
+    )
+    assert again.merges == 0  # the placeholder already knows the email: nothing to resolve
