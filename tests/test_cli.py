@@ -129,3 +129,35 @@ def test_db_upgrade_with_an_unknown_driver_says_what_to_install(
     result = runner.invoke(cli, ["db", "upgrade", "--config", str(config)])
     assert result.exit_code == 1
     assert "not installed" in result.output
+
+
+def test_check_asks_each_tool_whether_it_accepts_the_credentials(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    from clm_hub.sandbox import serve
+    from clm_hub_plugins.hubspot.simstate import DEFAULT_TOKEN, HubSpotState
+    from clm_hub_plugins.hubspot.simulator import create_app
+
+    def config_with(url: str, token: str) -> Path:
+        return write_config(
+            tmp_path, f'[connectors.crm]\nplugin = "hubspot"\nbase_url = "{url}"\n'
+            f'access_token = "{token}"\n',
+        )  # fmt: skip
+
+    with serve(create_app(HubSpotState())) as url:
+        good = runner.invoke(cli, ["check", "--config", str(config_with(url, DEFAULT_TOKEN))])
+        assert good.exit_code == 0, good.output
+        assert "✓ crm (hubspot): credentials accepted" in good.output
+
+        wrong = "pat-na1-wrong-0000"
+        bad = runner.invoke(cli, ["check", "--config", str(config_with(url, wrong))])
+        assert bad.exit_code == 1, bad.output
+        assert "✗ crm (hubspot)" in bad.output
+        assert "HubSpot refused the credentials (401)" in bad.output  # and which setting
+        assert "access_token" in bad.output
+        assert wrong not in bad.output
+
+        offline = runner.invoke(
+            cli, ["check", "--offline", "--config", str(config_with(url, wrong))]
+        )
+        assert offline.exit_code == 0, offline.output  # the config itself is valid

@@ -7,6 +7,7 @@ traceback, secrets masked.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from clm_hub.cli_support import config_option, console, load_cli_settings, user_
 from clm_hub.daemon_command import run
 from clm_hub.demo.command import demo
 from clm_hub.plugins import build_plugin_registry
-from clm_hub.runtime import configure_connectors, load_registry
+from clm_hub.probe import ProbeResult, probe_connectors
+from clm_hub.runtime import build_redactor, configure_connectors, load_registry
 from clm_hub.scaffold.command import plugin_new
 from clm_hub.stages.commands import report, stages
 from clm_hub.store import current_revision, head_revision, open_engine, upgrade
@@ -63,9 +65,10 @@ def plugins(config_path: Path | None) -> None:
 
 @cli.command()
 @config_option
+@click.option("--offline", is_flag=True, help="Only validate the config; do not call the tools.")
 @user_errors
-def check(config_path: Path | None) -> None:
-    """Validate the config and, per connector, that its credentials are present."""
+def check(config_path: Path | None, offline: bool) -> None:
+    """Validate the config and, per connector, that the tool accepts its credentials."""
     settings = load_cli_settings(config_path)
     registry = load_registry(settings)
     configured = configure_connectors(settings, registry)
@@ -78,14 +81,24 @@ def check(config_path: Path | None) -> None:
         out.print(f"[red]✗ plugin {failure.name}[/red]: {escape(failure.error)}")
     if not configured:
         out.print(escape("no connectors configured (add [connectors.<id>] tables)"))
+    probed: dict[str, ProbeResult] = {}
+    if not offline:
+        redactor = build_redactor(configured)
+        probed = {p.connector_id: p for p in asyncio.run(probe_connectors(configured, redactor))}
     for item in configured:
         state = "" if item.enabled else " (disabled)"
-        if item.ok:
-            out.print(f"[green]✓ {item.connector_id}[/green] ({item.plugin}){state}")
-        else:
+        probe = probed.get(item.connector_id)
+        if not item.ok:
             problems += 1
             reason = escape(item.error or "")
             out.print(f"[red]✗ {item.connector_id}[/red] ({item.plugin}){state}: {reason}")
+        elif probe is not None and probe.error is not None:
+            problems += 1
+            reason = escape(probe.error)
+            out.print(f"[red]✗ {item.connector_id}[/red] ({item.plugin}){state}: {reason}")
+        else:
+            said = ": credentials accepted" if probe is not None else ""
+            out.print(f"[green]✓ {item.connector_id}[/green] ({item.plugin}){state}{said}")
     if problems:
         out.print(f"{problems} problem(s) found")
         sys.exit(1)
