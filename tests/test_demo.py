@@ -109,3 +109,27 @@ def test_large_shops_report_progress_as_plain_lines_off_a_terminal() -> None:
     assert lines[0] == "seeding: 5,000 of 50,000 people"
     assert lines[9] == "seeding: 50,000 of 50,000 people"
     assert lines[10] == "sync: shop orders started (full read)"
+
+
+@pytest.mark.slow
+def test_owned_tags_changed_by_hand_in_the_tool_are_put_back(tmp_path: Path) -> None:
+    with DemoWorld(customers=80, seed=5, folder=tmp_path) as world:
+        assert not world.cycle(apply_large=True).failed
+        tagged = [
+            c for c in world.shop.customers.values() if any(t.startswith("clm:") for t in c.tags)
+        ]
+        victim, other = tagged[0], tagged[1]
+        wanted_victim, wanted_other = list(victim.tags), list(other.tags)
+        stage_tag = next(t for t in victim.tags if t.startswith("clm:stage:"))
+        # A merchant removes the hub's stage tag from one customer and types an owned-looking
+        # tag onto another; both keep their own tags.
+        world.shop.update_customer(victim.id, tags=[t for t in victim.tags if t != stage_tag])
+        world.shop.update_customer(other.id, tags=[*other.tags, "clm:stage:vip-by-hand"])
+        before = writes(world)
+        assert not world.cycle().failed
+        assert sorted(world.shop.customers[victim.id].tags) == sorted(wanted_victim)
+        assert sorted(world.shop.customers[other.id].tags) == sorted(wanted_other)
+        assert writes(world)[0] > before[0]  # the repair was written to Shopify
+        settled = writes(world)
+        assert not world.cycle().failed
+        assert writes(world) == settled  # and then nothing more

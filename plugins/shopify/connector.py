@@ -153,6 +153,7 @@ class Shopify(Connector[ShopifySettings]):
     )
     max_push_batch = docs.MAX_QUERY_COST // (2 * docs.MUTATION_COST)
     """50 changes: each may need a tagsAdd and a tagsRemove, and one document may cost 1000."""
+    reports_tags = True
 
     def __init__(
         self, settings: ShopifySettings, http: HttpClient, *, connector_id: str | None = None

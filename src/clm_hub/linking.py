@@ -9,13 +9,14 @@ merges in bulk. A record whose content hash is unchanged costs no write at all.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from clm_hub.identity import (
     IdentityRules,
@@ -69,6 +70,7 @@ _IDENTITIES_SQL = (
     "SELECT external_id, id, customer_id, content_hash FROM source_identity"
     " WHERE source = ? AND external_id IN"
 )
+_PUSHED_TAGS_SQL = "SELECT external_id, tags FROM push_state WHERE connector = ? AND external_id IN"
 _PLACEHOLDER_SQL = (
     "SELECT external_id, customer_id, content_hash FROM source_identity"
     " WHERE source = ? AND external_id IN"
@@ -150,6 +152,9 @@ class IdentityContext:
     default_region: str | None
     now: datetime
     tag_prefix: str = "clm"
+    observes_tags: bool = False
+    """The records carry the tool's full tag list (a pull of a connector that reports
+    tags): owned tags that differ from the last push were changed by hand in the tool."""
 
 
 @dataclass
@@ -165,6 +170,8 @@ class ContactBatchResult:
     created_customers: set[int] = field(default_factory=set)
     """Customers made from this page alone; their fields were computed as they were made."""
     merges: int = 0
+    drifted: int = 0
+    """Records whose owned tags in the tool differ from what the hub last pushed."""
 
 
 _NO_TAGS: tuple[str, ...] = ()
@@ -282,6 +289,8 @@ def ingest_contacts(
         incoming.append(
             _Incoming(record, email, normalise_phone(record.phone, ctx.default_region), digest)
         )
+    if ctx.observes_tags and not placeholders:
+        result.drifted = _note_tag_drift(conn, ctx, latest)
     erased = _erased(conn, ctx, incoming)
     result.suppressed = len(erased)
 
@@ -487,6 +496,36 @@ def refresh_customers(conn: Connection, customer_ids: set[int], ctx: IdentityCon
         born = earliest([created[customer_id], *(r.created_at for r in records)])
         rows.append({**fields, "created_at": born, "updated_at": ctx.now, "id": customer_id})
     bulk_update(conn, customer_t, rows)
+
+
+def _note_tag_drift(
+    conn: Connection, ctx: IdentityContext, records: Mapping[str, ContactRecord]
+) -> int:
+    """Record the owned tags the tool really shows where they differ from the last push.
+
+    Someone may remove ``clm:stage:vip`` by hand, or type an owned-looking tag. The push
+    state says what the tool has, so it takes the observed owned tags, and the next plan
+    puts back what the hub wants (the safety valve still holds a mass change). A record's
+    content hash leaves owned tags out, so this check also runs on unchanged records.
+    """
+    owned = f"{ctx.tag_prefix}:"
+    drifted = []
+    for ext, tags in select_in(conn, _PUSHED_TAGS_SQL, records, (ctx.source,)):
+        record = records[ext]
+        if record.deleted:
+            continue
+        pushed = json.loads(tags) if isinstance(tags, str) else list(tags or [])
+        seen = sorted(t for t in record.tags if t.startswith(owned))
+        if seen != sorted(t for t in pushed if t.startswith(owned)):
+            drifted.append({"c": ctx.source, "e": ext, "t": seen})
+    if drifted:
+        conn.execute(
+            update(push_t)
+            .where(push_t.c.connector == bindparam("c"), push_t.c.external_id == bindparam("e"))
+            .values(tags=bindparam("t")),
+            drifted,
+        )
+    return len(drifted)
 
 
 def _learns_email(stored: str, digest: str, email: str | None) -> bool:

@@ -413,12 +413,15 @@ class SyncEngine:
         with self.engine.connect() as conn:
             return plan_push(conn, target, now)
 
-    def _identity_context(self, source: str) -> Callable[[datetime], IdentityContext]:
+    def _identity_context(
+        self, source: str, *, observes_tags: bool = False
+    ) -> Callable[[datetime], IdentityContext]:
         def build(now: datetime) -> IdentityContext:
             settings = self.settings
             return IdentityContext(
-                source, settings.identity, settings.default_region, now, settings.tag_prefix
-            )
+                source, settings.identity, settings.default_region, now, settings.tag_prefix,
+                observes_tags,
+            )  # fmt: skip
 
         return build
 
@@ -460,7 +463,10 @@ class SyncEngine:
             maxsize=self.settings.sync.prefetch_pages
         )
         producer = asyncio.create_task(_produce(pages, queue))
-        context = self._identity_context(source)
+        context = self._identity_context(
+            source,
+            observes_tags=connector.reports_tags and Capability.TAG_PUSH in connector.capabilities,
+        )
         try:
             item: Page[Any] | _End | _Failure = await queue.get()
             while not isinstance(item, _End):

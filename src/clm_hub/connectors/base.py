@@ -139,6 +139,9 @@ class Connector(Generic[SettingsT]):
     """Bump when the meaning of stored cursors changes, and implement ``migrate_cursor``."""
     max_push_batch: ClassVar[int] = 100
     """The largest batch ``push`` accepts in one call (the API's documented limit)."""
+    reports_tags: ClassVar[bool] = False
+    """``pull_contacts`` returns each record's full tag list. With ``TAG_PUSH``, the hub then
+    notices owned tags changed by hand in the tool and puts back what it wants."""
 
     def __init__(
         self, settings: SettingsT, http: HttpClient, *, connector_id: str | None = None
