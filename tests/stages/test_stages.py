@@ -166,3 +166,30 @@ def test_removed_customers_lose_their_state(shop: Shop, rules: StageRules, store
     with store.connect() as connection:
         count = connection.exec_driver_sql("SELECT COUNT(*) FROM customer_state").scalar_one()
     assert count == 0
+
+
+def test_a_later_cycle_moves_the_stage_its_start_and_the_due_day(
+    shop: Shop, rules: StageRules
+) -> None:
+    # The stage and next_due_at are written apart from the other columns, only where they
+    # change (see _evaluate_and_write): each step here changes one, both or neither.
+    customer = shop.buyer(0)
+    full(shop.engine, rules, 10)
+    full(shop.engine, rules, 30)
+    state = shop.state(customer)
+    assert (state["stage"], state["stage_since"], state["next_due_at"]) == (
+        "new",
+        at(10),
+        at(60, hour=0),
+    )
+    assert state["computed_at"] == at(30)
+    full(shop.engine, rules, 70)
+    state = shop.state(customer)
+    assert (state["stage"], state["stage_since"], state["next_due_at"]) == (
+        "at-risk",
+        at(70),
+        at(120, hour=0),
+    )
+    full(shop.engine, rules, 130)
+    state = shop.state(customer)
+    assert (state["stage"], state["stage_since"], state["next_due_at"]) == ("lapsed", at(130), None)

@@ -4,10 +4,11 @@ A cycle works on a *scope* of customers: everyone (full), or the customers whose
 (given by the sync engine) plus those whose ``next_due_at`` has come (incremental). For the scope
 it computes features in SQL (:mod:`~clm_hub.stages.features`), evaluates the rules in numpy
 (:mod:`~clm_hub.stages.rules`), writes the outcome into a temporary results table in batches,
-then records every stage change in ``stage_transition`` and upserts ``customer_state`` with two
-set-based statements, all in one transaction. Because an incremental cycle runs exactly the same
-steps as a full one on fewer customers, and ``next_due_at`` is exact, both leave the same stages,
-segments and scores (``tests/stages/test_incremental.py`` checks this with hypothesis).
+then records every stage change in ``stage_transition`` and writes ``customer_state`` with
+set-based statements (an upsert, plus updates of the indexed columns only where they change), all
+in one transaction. Because an incremental cycle runs exactly the same steps as a full one on
+fewer customers, and ``next_due_at`` is exact, both leave the same stages, segments and scores
+(``tests/stages/test_incremental.py`` checks this with hypothesis).
 
 ``stage_since`` and a transition's ``at`` are the ``now`` of the cycle that saw the change.
 ``p_alive`` and ``expected_value`` are snapshots as of ``computed_at``: they drift daily, and
@@ -70,6 +71,9 @@ SQLITE_TEMP_CACHE_KIB: Final = 131_072
 """Page cache of SQLite's temporary tables (KiB): the per-customer tables of a full recompute
 (about 0.3 GB at a million customers) mostly stay in memory; the rest spills to a temporary
 file through the OS cache, which does not count against the process."""
+_TARGETED_STATE_COLUMNS: Final = frozenset({"stage", "stage_since", "next_due_at"})
+"""Columns of ``customer_state`` the upsert sets only on new rows: on existing ones, targeted
+updates write them where they change (``stage`` and ``next_due_at`` are indexed)."""
 SQLITE_MMAP_BYTES: Final = 1 << 34
 """Memory-map up to 16 GiB of the SQLite file during incremental cycles (see _tuned)."""
 
@@ -295,6 +299,23 @@ def _evaluate_and_write(
         "ORDER BY r.customer_id",
         (moment,),
     )
+    # SQLite rewrites the index entries of every indexed column in a SET list, even when the
+    # value stays the same, and each page written goes to the WAL and is checkpointed at
+    # commit: so ``stage`` and ``next_due_at`` are set only on the rows where they change.
+    results = f"SELECT r.customer_id FROM {RESULTS_TABLE} AS r"
+    db.execute(
+        f"UPDATE customer_state SET stage = ({_result_of('stage')}), stage_since = ? "
+        f"WHERE customer_id IN ({results} WHERE r.changed = 1)",
+        (moment,),
+    )
+    # CROSS JOIN (a plain join on PostgreSQL) keeps SQLite from scanning customer_state. Both
+    # updates run before the upsert, so they touch only customers that already had a state.
+    db.execute(
+        f"UPDATE customer_state SET next_due_at = ({_result_of('next_due_at')}) "
+        f"WHERE customer_id IN ({results} CROSS JOIN customer_state AS s "
+        "WHERE s.customer_id = r.customer_id AND "
+        f"{db.distinct('s.next_due_at', 'r.next_due_at')})"
+    )
     columns = (
         "stage, stage_since, segments, rfm_r, rfm_f, rfm_m, orders_count, purchase_days, "
         "revenue, first_order_at, last_order_at, nps_score, nps_class, p_alive, expected_value, "
@@ -303,7 +324,7 @@ def _evaluate_and_write(
     updates = ", ".join(
         f"{column} = excluded.{column}"
         for column in columns.replace(" ", "").split(",")
-        if column != "stage_since"
+        if column not in _TARGETED_STATE_COLUMNS
     )
     db.execute(
         f"INSERT INTO customer_state (customer_id, {columns}) "
@@ -312,13 +333,19 @@ def _evaluate_and_write(
         f"r.nps_class, r.p_alive, r.expected_value, {db.json_value('r.explanation')}, "
         f"r.next_due_at, ? FROM {RESULTS_TABLE} AS r "
         f"JOIN {FEATURES_TABLE} AS f ON f.customer_id = r.customer_id WHERE 1 = 1 "
-        "ON CONFLICT (customer_id) DO UPDATE SET stage_since = CASE "
-        "WHEN customer_state.stage = excluded.stage THEN customer_state.stage_since "
-        f"ELSE excluded.stage_since END, {updates}",
+        f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
         (moment, moment),
     )
     db.drop_temp(RESULTS_TABLE)
     return max(transitions, 0)
+
+
+def _result_of(column: str) -> str:
+    """A correlated subquery for the results row of the ``customer_state`` row being updated."""
+    return (
+        f"SELECT r.{column} FROM {RESULTS_TABLE} AS r "
+        "WHERE r.customer_id = customer_state.customer_id"
+    )
 
 
 def _result_rows(

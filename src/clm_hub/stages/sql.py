@@ -122,6 +122,10 @@ class Backend:
         """A text column as a JSON value for insertion into a JSON column."""
         return column if self.sqlite else f"CAST({column} AS JSON)"
 
+    def distinct(self, left: str, right: str) -> str:
+        """SQL that is true when two values differ, NULL counting as a value."""
+        return f"{left} IS NOT {right}" if self.sqlite else f"{left} IS DISTINCT FROM {right}"
+
     # -- values -----------------------------------------------------------------------------
 
     def time_value(self, moment: dt.datetime) -> Any:
@@ -133,7 +137,12 @@ class Backend:
         key = int(day)
         value = self._day_cache.get(key)
         if value is None:
-            value = self._day_cache[key] = self._bind_time(day_start(key))
+            value = self._bind_time(day_start(key))
+            if self.sqlite and isinstance(value, dt.datetime):
+                # The text sqlite3's default adapter would make, made once per day instead of
+                # once per row (a cycle writes one due day per customer).
+                value = value.isoformat(" ")
+            self._day_cache[key] = value
         return value
 
     # -- raw I/O ----------------------------------------------------------------------------
