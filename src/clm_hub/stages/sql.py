@@ -63,6 +63,9 @@ class Backend:
         self.mark = "?" if self.sqlite else "%s"
         bind = UtcDateTime().bind_processor(self.dialect)
         self._bind_time: Callable[[dt.datetime], Any] = bind or (lambda value: value)
+        if self.sqlite:  # the text SQLAlchemy stores, also at whole seconds (sqlite3's own
+            # adapter drops '.000000' there, and equal instants would then compare unequal)
+            self._bind_time = _sqlite_text
         self._day_cache: dict[int, Any] = {}
 
     # -- SQL text ---------------------------------------------------------------------------
@@ -137,11 +140,7 @@ class Backend:
         key = int(day)
         value = self._day_cache.get(key)
         if value is None:
-            value = self._bind_time(day_start(key))
-            if self.sqlite and isinstance(value, dt.datetime):
-                # The text sqlite3's default adapter would make, made once per day instead of
-                # once per row (a cycle writes one due day per customer).
-                value = value.isoformat(" ")
+            value = self._bind_time(day_start(key))  # once per day, not per row
             self._day_cache[key] = value
         return value
 
@@ -212,3 +211,10 @@ class Backend:
     def _marks(self, sql: str) -> str:
         """``?`` placeholders in psycopg's style (the SQL here never contains ``?`` or ``%``)."""
         return sql if self.sqlite else sql.replace("?", "%s")
+
+
+def _sqlite_text(moment: dt.datetime) -> str:
+    """A UTC timestamp as SQLAlchemy writes it to SQLite: naive UTC, six fraction digits."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
