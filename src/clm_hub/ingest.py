@@ -297,7 +297,20 @@ def _reject(
     run_id: str,
     rejected: Sequence[Rejection],
 ) -> None:
-    if rejected:
+    """Keep each rejected row for inspection, once: a tool re-read over a cursor's overlap
+    (Typeform's inclusive ``since``, say) sends the same bad record every run, and a row per
+    run would bury the others. The run's own count still says it was seen again."""
+    known = {
+        (ext, reason)
+        for ext, reason in select_in(
+            conn,
+            _REJECTED_SQL,
+            {r.external_id for r in rejected if r.external_id},
+            (ctx.source, stream),
+        )
+    }
+    fresh = [r for r in rejected if r.external_id is None or (r.external_id, r.reason) not in known]
+    if fresh:
         conn.execute(
             insert(rejected_t),
             [
@@ -310,9 +323,15 @@ def _reject(
                     "payload": r.payload,
                     "created_at": ctx.now,
                 }
-                for r in rejected
+                for r in fresh
             ],
         )
+
+
+_REJECTED_SQL = (
+    "SELECT external_id, reason FROM rejected_record WHERE connector = ? AND stream = ?"
+    " AND external_id IN"
+)
 
 
 def _count(conn: Connection, run_row_id: int, counts: PageCounts) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from clm_hub.cursors import cursor_t
 from clm_hub.identity import IdentityRules
-from clm_hub.ingest import PageCounts, PageWriter, Stream
+from clm_hub.ingest import PageCounts, PageWriter, Stream, rejected_t
 from clm_hub.linking import IdentityContext, identity_t, order_t, response_t
 from clm_hub.records import (
     ContactRecord,
@@ -127,3 +127,28 @@ def test_a_respondent_known_by_id_joins_their_customer_once_an_answer_names_the_
         answer("r3", respondent="C-42", email="ana@example.com"),
     )
     assert again.merges == 0  # the placeholder already knows the email: nothing to resolve
+
+
+def test_a_record_rejected_again_on_a_re_read_is_kept_once(store: Engine) -> None:
+    def page(reason: str) -> Page[OrderRecord]:
+        return Page[OrderRecord](
+            records=[order("1", "10")],
+            rejected=[
+                Rejection(external_id="bad", reason=reason),
+                Rejection(external_id=None, reason="x"),
+            ],
+        )
+
+    writer = PageWriter(store, now=lambda: NOW)
+    for reason in ("no total", "no total", "no currency"):
+        counts = writer.write_pages(
+            context, "orders", [page(reason)], run_row_id=None, run_id="r", cursor_version=1
+        )
+        assert counts.rejected == 2  # each run still says what it saw
+    with store.connect() as conn:
+        kept = conn.execute(
+            select(rejected_t.c.external_id, rejected_t.c.reason).order_by(rejected_t.c.id)
+        ).all()
+    assert [tuple(row) for row in kept] == [
+        ("bad", "no total"), (None, "x"), (None, "x"), ("bad", "no currency"), (None, "x"),
+    ]  # fmt: skip
