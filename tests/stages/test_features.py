@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import math
+import random
+import statistics
+from decimal import Decimal
 
+import pytest
+
+from clm_hub.stages.config import StageRules
 from clm_hub.stages.engine import compute_features
 from clm_hub.stages.features import FeatureFrame, MoneySpec, currency_counts
 from clm_hub.stages.sql import Backend
-from tests.stages.conftest import Shop
+from tests.stages.conftest import Shop, at, full
 
 EUR = MoneySpec("EUR", {})
 
@@ -86,3 +94,96 @@ def test_repeat_revenue_leaves_out_the_first_purchase_day(shop: Shop) -> None:
     shop.order(customer, 0, "20", hour=18)
     shop.order(customer, 3, "30")
     assert _features(shop).repeat_revenue.tolist() == [30.0]
+
+
+Order = tuple[float, int, str, str, str, str]
+"""day, hour, total, refunded, status, currency"""
+
+
+def _reference(
+    history: dict[int, list[Order]], rates: dict[str, float]
+) -> dict[int, tuple[object, ...]]:
+    """The features computed the plain way: per customer, from the counted orders."""
+    expected: dict[int, tuple[object, ...]] = {}
+    for customer, orders in history.items():
+        counted = sorted(
+            (at(day, hour), Decimal(total) - Decimal(refunded), currency)
+            for day, hour, total, refunded, status, currency in orders
+            if status in ("paid", "partially_refunded") and currency in ("EUR", *rates)
+        )
+        if not counted:
+            expected[customer] = (0, 0, 0.0)
+            continue
+        net = [  # another currency: converted in 1/10,000 units, rounded
+            float(amount) if code == "EUR" else round(float(amount) * 1e4 * rates[code]) / 1e4
+            for _, amount, code in counted
+        ]
+        days = sorted({(moment.date() - dt.date(1970, 1, 1)).days for moment, _, _ in counted})
+        first_amount = sum(
+            value
+            for (moment, _, _), value in zip(counted, net, strict=True)
+            if (moment.date() - dt.date(1970, 1, 1)).days == days[0]
+        )
+        gaps = [b - a for a, b in itertools.pairwise(days)]
+        expected[customer] = (
+            len(counted),
+            len(days),
+            round(sum(net), 4),
+            round(first_amount, 4),
+            days[0],
+            days[1] if len(days) > 1 else None,
+            days[-2] if len(days) > 1 else None,
+            days[-1],
+            statistics.median(gaps) if gaps else None,
+        )
+    return expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_features_equal_a_plain_computation_on_random_histories(shop: Shop, seed: int) -> None:
+    rng = random.Random(seed)
+    history: dict[int, list[Order]] = {}
+    for _ in range(25):
+        customer = shop.customer()
+        history[customer] = []
+        for _ in range(rng.choice([0, 1, 2, 3, 5, 9])):
+            day = rng.choice([0, 1, 1, 7, 30]) + rng.randrange(0, 300)  # same days happen
+            total = f"{rng.randrange(100, 20000) / 100:.2f}"
+            status = rng.choice(["paid"] * 6 + ["partially_refunded", "refunded", "pending"])
+            refunded = f"{float(total) / 4:.2f}" if status == "partially_refunded" else "0"
+            currency = rng.choice(["EUR"] * 4 + ["USD", "GBP"])
+            order = (float(day), rng.randrange(0, 24), total, refunded, status, currency)
+            history[customer].append(order)
+            shop.order(customer, order[0], total, status=status, refunded=refunded,
+                       currency=currency, hour=order[1])  # fmt: skip
+    rates = {"USD": 0.5}
+    expected = _reference(history, rates)
+    f = _features(shop, MoneySpec("EUR", rates))
+    assert f.customer_id.tolist() == sorted(history)
+    for k, customer in enumerate(f.customer_id.tolist()):
+        if f.purchase_days[k] == 0:
+            assert (int(f.orders[k]), 0, float(f.revenue[k])) == expected[customer]
+            continue
+
+        def optional(value: float) -> object:
+            return None if math.isnan(value) else value
+
+        got = (
+            int(f.orders[k]), int(f.purchase_days[k]), round(float(f.revenue[k]), 4),
+            round(float(f.first_amount[k]), 4), int(f.first_day[k]), optional(f.second_day[k]),
+            optional(f.prev_day[k]), int(f.last_day[k]), optional(f.median_gap[k]),
+        )  # fmt: skip
+        assert got == expected[customer], customer
+
+
+def test_state_keeps_the_first_and_last_order_time(shop: Shop, rules: StageRules) -> None:
+    customer = shop.customer()
+    shop.order(customer, 3, hour=9)
+    shop.order(customer, 3, hour=17)
+    shop.order(customer, 40, hour=8)
+    shop.order(customer, 41, status="refunded")
+    prospect = shop.customer()
+    full(shop.engine, rules, 60)
+    state = shop.state(customer)
+    assert (state["first_order_at"], state["last_order_at"]) == (at(3, 9), at(40, 8))
+    assert shop.state(prospect)["first_order_at"] is None

@@ -41,14 +41,12 @@ from clm_hub.stages.calibration import (
 )
 from clm_hub.stages.config import NPS_CLASSES, StageRules, load_segment_map_for
 from clm_hub.stages.features import (
-    FEATURES_TABLE,
     SCOPE_TABLE,
     FeatureFrame,
     MoneySpec,
-    build_features,
+    compute_feature_frame,
     currency_counts,
-    drop_features,
-    read_features,
+    positions,
 )
 from clm_hub.stages.rules import Evaluation, RuleContext, evaluate
 from clm_hub.stages.sql import Backend, today
@@ -136,13 +134,11 @@ def recompute_full(
             money = resolve_money(rules, counts)
         else:
             money = calibration.money
-        build_features(db, money, scoped=False)
-        features = read_features(db, money)
+        features = compute_feature_frame(db, money, scoped=False)
         if calibration is None:
             fresh = calibrate(features, rules, now=now, money=money, currency_counts=counts)
             calibration = save_calibration(connection, fresh)
-        transitions = _evaluate_and_write(db, features, rules, calibration, now)
-        drop_features(db)
+        transitions = _evaluate_and_write(db, features, rules, calibration, now, scoped=False)
     return CycleResult(
         mode="full",
         now=now,
@@ -177,10 +173,8 @@ def recompute_incremental(
             "WHERE next_due_at <= ? ON CONFLICT (customer_id) DO NOTHING",
             (db.time_value(now),),
         )
-        build_features(db, calibration.money, scoped=True)
-        features = read_features(db, calibration.money)
-        transitions = _evaluate_and_write(db, features, rules, calibration, now)
-        drop_features(db)
+        features = compute_feature_frame(db, calibration.money, scoped=True)
+        transitions = _evaluate_and_write(db, features, rules, calibration, now, scoped=True)
         db.drop_temp(SCOPE_TABLE)
     return CycleResult(
         mode="incremental",
@@ -208,10 +202,8 @@ def compute_features(
             ((i,) for i in sorted(set(customer_ids))),
         )
     try:
-        build_features(db, money, scoped=scoped)
-        return read_features(db, money)
+        return compute_feature_frame(db, money, scoped=scoped)
     finally:
-        drop_features(db)
         if scoped:
             db.drop_temp(SCOPE_TABLE)
 
@@ -263,18 +255,24 @@ def _evaluate_and_write(
     rules: StageRules,
     calibration: Calibration,
     now: dt.datetime,
+    *,
+    scoped: bool,
 ) -> int:
-    """Evaluate the customers in ``_stage_features`` and store the outcome; returns changes."""
+    """Evaluate the customers of ``features`` and store the outcome; returns stage changes."""
     context = RuleContext(rules, calibration, load_segment_map_for(rules), today(now))
     evaluation = evaluate(features, context)
     stages = list(rules.stages)
     stage_code = np.array([stages.index(rule.stage) for rule in rules.rules])[evaluation.rule_index]
     cases = " ".join(f"WHEN '{stage}' THEN {k}" for k, stage in enumerate(stages))
+    scope = f" WHERE s.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})" if scoped else ""
     previous = db.fetch_floats(
-        f"SELECT CASE s.stage {cases} ELSE -1 END FROM {FEATURES_TABLE} AS f "
-        "LEFT JOIN customer_state AS s ON s.customer_id = f.customer_id ORDER BY f.customer_id"
+        f"SELECT s.customer_id, CASE s.stage {cases} ELSE -1 END FROM customer_state AS s"
+        f"{scope} ORDER BY s.customer_id"
     )
-    previous_code = previous[:, 0] if previous.size else np.zeros(0)
+    previous_code = np.full(len(features), np.nan)
+    if previous.size:
+        at, found = positions(features.customer_id, previous[:, 0].astype(np.int64))
+        previous_code[at] = previous[found, 1]
     changed = ~(previous_code == stage_code)  # NaN (no state yet) counts as a change
 
     db.create_temp(
@@ -282,13 +280,16 @@ def _evaluate_and_write(
         "customer_id BIGINT NOT NULL, stage VARCHAR(32) NOT NULL, changed SMALLINT NOT NULL, "
         "reason TEXT, rfm_r SMALLINT, rfm_f SMALLINT, rfm_m SMALLINT, p_alive DOUBLE PRECISION, "
         f"expected_value BIGINT, next_due_at {db.timestamp_type}, segments TEXT NOT NULL, "
-        "explanation TEXT NOT NULL, nps_class VARCHAR(16)",
+        "explanation TEXT NOT NULL, nps_class VARCHAR(16), orders INTEGER NOT NULL, "
+        "purchase_days INTEGER NOT NULL, revenue BIGINT NOT NULL, nps_score INTEGER, "
+        f"first_at {db.timestamp_type}, last_at {db.timestamp_type}",
         "customer_id",
     )
     db.executemany(
         f"INSERT INTO {RESULTS_TABLE} (customer_id, stage, changed, reason, rfm_r, rfm_f, rfm_m, "
-        "p_alive, expected_value, next_due_at, segments, explanation, nps_class) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "p_alive, expected_value, next_due_at, segments, explanation, nps_class, orders, "
+        "purchase_days, revenue, nps_score, first_at, last_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         _result_rows(db, evaluation, stages, stage_code, changed, calibration),
     )
     moment = db.time_value(now)
@@ -329,10 +330,9 @@ def _evaluate_and_write(
     db.execute(
         f"INSERT INTO customer_state (customer_id, {columns}) "
         f"SELECT r.customer_id, r.stage, ?, {db.json_value('r.segments')}, r.rfm_r, r.rfm_f, "
-        "r.rfm_m, f.orders, f.purchase_days, f.revenue, f.first_at, f.last_at, f.nps_score, "
+        "r.rfm_m, r.orders, r.purchase_days, r.revenue, r.first_at, r.last_at, r.nps_score, "
         f"r.nps_class, r.p_alive, r.expected_value, {db.json_value('r.explanation')}, "
-        f"r.next_due_at, ? FROM {RESULTS_TABLE} AS r "
-        f"JOIN {FEATURES_TABLE} AS f ON f.customer_id = r.customer_id WHERE 1 = 1 "
+        f"r.next_due_at, ? FROM {RESULTS_TABLE} AS r WHERE 1 = 1 "
         f"ON CONFLICT (customer_id) DO UPDATE SET {updates}",
         (moment, moment),
     )
@@ -399,7 +399,12 @@ def _result_rows(
         segments(k, n) for k, n in zip(evaluation.rfm_segment.tolist(), nps, strict=True)
     ]
     nps_text = [nps_names[k] for k in nps]
+    features = evaluation.features
+    revenue = np.rint(features.revenue * MONEY_SCALE).astype(np.int64).tolist()
+    nps_score = [None if math.isnan(v) else int(v) for v in features.nps_score.tolist()]
     return zip(
         ids, stage_names, flags, reasons, r, f, m, p_alive, value, due, segment_text,
-        rules_fired, nps_text, strict=True,
+        rules_fired, nps_text, features.orders.tolist(), features.purchase_days.tolist(),
+        revenue, nps_score, db.stamp_values(features.first_at),
+        db.stamp_values(features.last_at), strict=True,
     )  # fmt: skip

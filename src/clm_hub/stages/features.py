@@ -1,33 +1,26 @@
-"""Per-customer features, computed set-based in SQL into temporary tables.
+"""Per-customer features: one grouped SQL pass over the orders, aggregated with numpy.
 
 Counted orders are status ``paid`` or ``partially_refunded``, not deleted, linked to a customer,
-in the main currency or one with a configured rate; their value is ``total - refunded``. The
-pipeline, for every customer or for the ids in ``_stage_scope``:
+in the main currency or one with a configured rate; their value is ``total - refunded``.
 
-1. ``_stage_agg``: one pass over counted orders grouped by customer: orders, purchase days
-   (distinct UTC days), revenue, first and last timestamp. The covering index
-   ``(customer_id, placed_at, status, currency, total, refunded, deleted_at)`` hands SQLite the
-   rows already in customer order from the index alone, so this pass needs no sort and no
-   table look-up; it is the only pass over every order.
-2. ``_stage_nps``: the latest survey answer per customer.
-3. ``_stage_features``: everything per customer in scope, prospects included. The amount of the
-   first purchase day and the days of the second and the second-to-last purchase day are index
-   look-ups bounded by the first and last timestamp (only for customers with two or more
-   purchase days; with two, they are the first and last day).
-
-:func:`read_features` then reads the numeric columns in batches into a :class:`FeatureFrame`
-(numpy arrays, one row per customer); timestamps stay in SQL until the state is written. The
-median gap between purchase days is the one order statistic: with two or three purchase days it
-is (last - first) / (days - 1); with four or more, SQL streams those customers' order days in
-index order and numpy takes the median of the gaps between distinct days (a per-customer sort
-in SQL would cost a second sort of most orders; see bench/README.md).
+SQL groups the counted orders by customer in one pass and hands over, per customer, the order
+timestamps concatenated as fixed-width text and the net amounts as a comma-separated list
+(``group_concat`` on SQLite, ``string_agg ... ORDER BY`` on PostgreSQL). On SQLite the covering
+index ``(customer_id, placed_at, status, currency, total, refunded, deleted_at)`` hands the rows
+over already in (customer, time) order, so the pass needs no sort and no table look-up. One
+fetched row per customer instead of one per order is what makes this fast: turning millions of
+rows into Python objects costs several times the scan (see bench/README.md). numpy then parses the
+text and derives everything else: orders, purchase days (distinct UTC days), revenue, first and
+last timestamp, the first purchase day's amount, the second and second-to-last purchase day, and
+the median gap between purchase days. Customers arrive complete in each batch, so memory is
+bounded by the batch, and the result by the number of customers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,18 +30,21 @@ from clm_hub.store.types import MONEY_SCALE
 
 __all__ = [
     "COUNTED_STATUSES",
+    "SCOPE_TABLE",
     "FeatureFrame",
     "MoneySpec",
-    "build_features",
+    "compute_feature_frame",
     "currency_counts",
-    "drop_features",
-    "read_features",
+    "positions",
 ]
 
 COUNTED_STATUSES: Final = ("paid", "partially_refunded")
 SCOPE_TABLE: Final = "_stage_scope"
-TEMP_TABLES: Final = ("_stage_agg", "_stage_nps")
-FEATURES_TABLE: Final = "_stage_features"
+BATCH_CUSTOMERS: Final = 20_000
+STAMP_WIDTH: Final = 26
+"""'YYYY-MM-DD HH:MM:SS.ffffff': how SQLAlchemy (and the bulk writer) store a UTC timestamp on
+SQLite, and the text PostgreSQL is asked for."""
+_DAY_US: Final = 86_400_000_000
 _STATUSES_SQL: Final = ", ".join(f"'{status}'" for status in COUNTED_STATUSES)
 
 
@@ -70,6 +66,9 @@ class FeatureFrame:
 
     Day columns are UTC day numbers (days since 1970-01-01), NaN when missing (a prospect has no
     first day; a customer with one purchase day has no second). Amounts are in the main currency.
+    ``first_at``/``last_at`` are the first and last counted order's timestamps as text
+    ('YYYY-MM-DD HH:MM:SS.ffffff', UTC; empty for prospects), written back with the state
+    (None in frames made by hand).
     """
 
     customer_id: NDArray[np.int64]
@@ -83,6 +82,8 @@ class FeatureFrame:
     last_day: NDArray[np.float64]
     median_gap: NDArray[np.float64]
     nps_score: NDArray[np.float64]
+    first_at: NDArray[np.bytes_] | None = None
+    last_at: NDArray[np.bytes_] | None = None
 
     def __len__(self) -> int:
         return int(self.customer_id.shape[0])
@@ -103,44 +104,33 @@ class FeatureFrame:
 
     def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> FeatureFrame:
         """The rows selected by an index or mask."""
-        return FeatureFrame(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        taken: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            taken[f.name] = None if value is None else value[index]
+        return FeatureFrame(**taken)
 
     @classmethod
     def empty(cls) -> FeatureFrame:
-        return cls.from_columns({name: np.zeros(0) for name in _COLUMNS}, np.zeros(0))
-
-    @classmethod
-    def from_columns(
-        cls, col: Mapping[str, NDArray[np.float64]], median_gap: NDArray[np.float64]
-    ) -> FeatureFrame:
-        """Build from the :data:`_COLUMNS` read from ``_stage_features`` and the median gaps."""
-        return cls(
-            customer_id=col["customer_id"].astype(np.int64),
-            orders=col["orders"].astype(np.int64),
-            purchase_days=col["purchase_days"].astype(np.int64),
-            revenue=col["revenue"] / MONEY_SCALE,
-            first_amount=col["first_amount"] / MONEY_SCALE,
-            first_day=col["first_day"],
-            second_day=col["second_day"],
-            prev_day=col["prev_day"],
-            last_day=col["last_day"],
-            median_gap=median_gap,
-            nps_score=col["nps_score"],
-        )
+        return _prospects(np.zeros(0, dtype=np.int64))
 
 
-_COLUMNS: Final = (
-    "customer_id",
-    "orders",
-    "purchase_days",
-    "revenue",
-    "first_amount",
-    "first_day",
-    "second_day",
-    "prev_day",
-    "last_day",
-    "nps_score",
-)
+def _prospects(ids: NDArray[np.int64]) -> FeatureFrame:
+    """Every customer in ``ids`` as if they had no counted order and no answer."""
+    n = ids.shape[0]
+
+    def nan() -> NDArray[np.float64]:
+        return np.full(n, np.nan)
+
+    def zero_int() -> NDArray[np.int64]:
+        return np.zeros(n, dtype=np.int64)
+
+    return FeatureFrame(
+        customer_id=ids, orders=zero_int(), purchase_days=zero_int(), revenue=np.zeros(n),
+        first_amount=nan(), first_day=nan(), second_day=nan(), prev_day=nan(), last_day=nan(),
+        median_gap=nan(), nps_score=nan(), first_at=np.zeros(n, dtype=f"S{STAMP_WIDTH}"),
+        last_at=np.zeros(n, dtype=f"S{STAMP_WIDTH}"),
+    )  # fmt: skip
 
 
 def _counted(money: MoneySpec) -> str:
@@ -165,137 +155,136 @@ def _net_amount(money: MoneySpec) -> str:
     return f"CASE o.currency {' '.join(branches)} END"
 
 
-def build_features(db: Backend, money: MoneySpec, *, scoped: bool) -> None:
-    """Fill ``_stage_features`` for every customer, or for those in ``_stage_scope``."""
-    ts = db.timestamp_type
-    counted = _counted(money)
-    # An IN list, not a join: SQLite (3.40) then seeks the covering index per customer without
-    # falling back to table rows, and groups in index order without a sort.
-    order_filter = (
-        f"o.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})"
+def compute_feature_frame(db: Backend, money: MoneySpec, *, scoped: bool) -> FeatureFrame:
+    """Features of every customer, or of those whose ids are in ``_stage_scope``."""
+    scope = f" WHERE c.id IN (SELECT customer_id FROM {SCOPE_TABLE})" if scoped else ""
+    ids = db.fetch_ints(f"SELECT c.id FROM customer AS c{scope} ORDER BY c.id")
+    frame = _prospects(ids)
+    for batch in _order_batches(db, money, scoped=scoped):
+        at, found = positions(ids, batch.customer_id)  # found: unless deleted meanwhile
+        for f in fields(FeatureFrame):
+            if f.name not in {"customer_id", "nps_score"}:
+                getattr(frame, f.name)[at] = getattr(batch, f.name)[found]
+    answered, score = _latest_scores(db, scoped=scoped)
+    at, found = positions(ids, answered)
+    frame.nps_score[at] = score[found]
+    return frame
+
+
+def positions(
+    ids: NDArray[np.int64], keys: NDArray[np.int64]
+) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """Where each of ``keys`` sits in the sorted ``ids``: (positions of the keys found, mask
+    of the keys found)."""
+    if ids.shape[0] == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(keys.shape, dtype=bool)
+    at = np.searchsorted(ids, keys)
+    found = ids[np.minimum(at, ids.shape[0] - 1)] == keys
+    return at[found], found
+
+
+def _order_batches(db: Backend, money: MoneySpec, *, scoped: bool) -> Iterator[FeatureFrame]:
+    """The buyers' order features, a batch of whole customers at a time."""
+    if scoped:  # an IN list: SQLite seeks the covering index per customer, in customer order
+        where = f"o.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})"
+    else:
+        where = "o.customer_id IS NOT NULL"
+    if db.sqlite:
+        stamps = "group_concat(o.placed_at, '')"
+        nets = f"group_concat({_net_amount(money)}, ',')"
+    else:
+        text = "to_char(o.placed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        stamps = f"string_agg({text}, '' ORDER BY o.placed_at)"
+        nets = f"string_agg(CAST({_net_amount(money)} AS TEXT), ',' ORDER BY o.placed_at)"
+    sql = (
+        f"SELECT o.customer_id, {stamps}, {nets} FROM customer_order AS o "
+        f"WHERE {where} AND {_counted(money)} GROUP BY o.customer_id ORDER BY o.customer_id"
+    )
+    for rows in db.iter_row_batches(sql, BATCH_CUSTOMERS):
+        yield _aggregate(rows)
+
+
+def _aggregate(rows: Sequence[tuple[int, str, str]]) -> FeatureFrame:
+    """Features of the customers in ``rows`` (customer id, concatenated stamps, nets)."""
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    stamp_text = [row[1] for row in rows]
+    counts = np.fromiter(map(len, stamp_text), dtype=np.int64, count=len(rows))
+    if np.any(counts % STAMP_WIDTH):
+        raise ValueError(
+            "customer_order.placed_at holds a timestamp not in 'YYYY-MM-DD HH:MM:SS.ffffff' form"
+        )
+    counts //= STAMP_WIDTH
+    stamps = np.frombuffer("".join(stamp_text).encode("ascii"), dtype=f"S{STAMP_WIDTH}")
+    micros = stamps.astype("datetime64[us]").astype(np.int64)
+    net = np.fromstring(",".join(row[2] for row in rows), dtype=np.int64, sep=",")
+    if net.shape != micros.shape:
+        raise ValueError("order amounts and timestamps do not pair up")
+    owner = np.repeat(np.arange(len(rows)), counts)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    if np.any(np.diff(micros)[owner[1:] == owner[:-1]] < 0):  # SQLite promises no order
+        order = np.lexsort((micros, owner))
+        micros, net, stamps = micros[order], net[order], stamps[order]
+    ends = starts + counts - 1
+    day = micros // _DAY_US
+    new_day = np.ones(day.shape, dtype=bool)
+    new_day[1:] = (day[1:] != day[:-1]) | (owner[1:] != owner[:-1])
+    day_starts = np.flatnonzero(new_day)
+    day_number, day_owner = day[day_starts], owner[day_starts]
+    day_amount = np.add.reduceat(net, day_starts)
+    days = np.bincount(day_owner, minlength=len(rows))
+    first = np.r_[0, np.cumsum(days)[:-1]]  # each customer's first purchase day, in day arrays
+    last = first + days - 1
+    several = days >= 2
+    second_day = np.where(several, day_number[np.minimum(first + 1, last)], np.nan)
+    prev_day = np.where(several, day_number[np.maximum(last - 1, first)], np.nan)
+    return FeatureFrame(
+        customer_id=ids, orders=counts, purchase_days=days,
+        revenue=np.add.reduceat(net, starts) / MONEY_SCALE,
+        first_amount=day_amount[first] / MONEY_SCALE,
+        first_day=day_number[first].astype(np.float64), second_day=second_day,
+        prev_day=prev_day, last_day=day_number[last].astype(np.float64),
+        median_gap=_median_gaps(day_number, day_owner, first, days),
+        nps_score=np.full(len(rows), np.nan), first_at=stamps[starts], last_at=stamps[ends],
+    )  # fmt: skip
+
+
+def _median_gaps(
+    day: NDArray[np.int64], owner: NDArray[np.int64], first: NDArray[np.int64],
+    days: NDArray[np.int64],
+) -> NDArray[np.float64]:  # fmt: skip
+    """Median days between consecutive purchase days per customer (NaN with one day): gaps
+    sorted within each customer by one integer sort on (customer, gap), then the middle (the
+    mean of the middle two for an even count)."""
+    gaps = np.diff(day)
+    mine = owner[1:] == owner[:-1]
+    gap, gap_owner = gaps[mine], owner[1:][mine]
+    ordered = np.sort((gap_owner << 32) | gap) & 0xFFFFFFFF
+    count = days - 1
+    start = first - np.arange(days.shape[0])  # each customer has days - 1 gaps
+    median = np.full(days.shape, np.nan)
+    has = count > 0
+    low = ordered[start[has] + (count[has] - 1) // 2]
+    high = ordered[start[has] + count[has] // 2]
+    median[has] = (low + high) / 2.0
+    return median
+
+
+def _latest_scores(db: Backend, *, scoped: bool) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """(customer ids, score) of each customer's latest survey answer."""
+    scope = (
+        f"r.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})"
         if scoped
-        else "o.customer_id IS NOT NULL"
+        else ("r.customer_id IS NOT NULL")
     )
-    db.create_temp(
-        "_stage_agg",
-        "customer_id BIGINT NOT NULL, orders INTEGER NOT NULL, purchase_days INTEGER NOT NULL, "
-        f"revenue BIGINT NOT NULL, first_at {ts} NOT NULL, last_at {ts} NOT NULL",
-        "customer_id",
-    )
-    db.execute(
-        "INSERT INTO _stage_agg (customer_id, orders, purchase_days, revenue, first_at, last_at) "
-        f"SELECT o.customer_id, COUNT(*), COUNT(DISTINCT {db.day_key('o.placed_at')}), "
-        f"SUM({_net_amount(money)}), MIN(o.placed_at), MAX(o.placed_at) FROM customer_order AS o "
-        f"WHERE {order_filter} AND {counted} GROUP BY o.customer_id ORDER BY o.customer_id"
-    )
-    responses = "survey_response AS r"
-    if scoped:
-        responses = f"{SCOPE_TABLE} AS s CROSS JOIN survey_response AS r"
-    db.create_temp(
-        "_stage_nps", "customer_id BIGINT NOT NULL, score INTEGER NOT NULL", "customer_id"
-    )
-    db.execute(
-        "INSERT INTO _stage_nps (customer_id, score) SELECT customer_id, score FROM ("
+    matrix = db.fetch_floats(
+        "SELECT customer_id, score FROM ("
         " SELECT r.customer_id, r.score, ROW_NUMBER() OVER ("
         "  PARTITION BY r.customer_id ORDER BY r.answered_at DESC, r.id DESC) AS rn"
-        f" FROM {responses} WHERE r.customer_id "
-        f"{'= s.customer_id' if scoped else 'IS NOT NULL'}) AS t "
-        "WHERE rn = 1 ORDER BY customer_id"
-    )
-    _analyze(db, "_stage_agg", "_stage_nps")
-    db.create_temp(
-        FEATURES_TABLE,
-        "customer_id BIGINT NOT NULL, orders INTEGER NOT NULL, purchase_days INTEGER NOT NULL, "
-        "revenue BIGINT NOT NULL, first_amount BIGINT, first_day INTEGER, second_day INTEGER, "
-        f"prev_day INTEGER, last_day INTEGER, nps_score INTEGER, first_at {ts}, last_at {ts}",
-        "customer_id",
-    )
-    after_first = db.day_begin("a.first_at", days_later=1)
-    own_orders = f"FROM customer_order AS o WHERE o.customer_id = a.customer_id AND {counted}"
-    second = f"(SELECT MIN(o.placed_at) {own_orders} AND o.placed_at >= {after_first})"
-    before_last = (
-        f"(SELECT MAX(o.placed_at) {own_orders} AND o.placed_at < {db.day_begin('a.last_at')})"
-    )
-    first_amount = (
-        f"(SELECT SUM({_net_amount(money)}) {own_orders} AND o.placed_at < {after_first})"
-    )
-    customers = "customer AS c"
-    if scoped:
-        customers = f"{SCOPE_TABLE} AS s CROSS JOIN customer AS c"
-    db.execute(
-        f"INSERT INTO {FEATURES_TABLE} (customer_id, orders, purchase_days, revenue, first_amount, "
-        "first_day, second_day, prev_day, last_day, nps_score, first_at, last_at) "
-        "SELECT c.id, COALESCE(a.orders, 0), COALESCE(a.purchase_days, 0), COALESCE(a.revenue, 0),"
-        " CASE WHEN a.purchase_days = 1 THEN a.revenue"
-        f"  WHEN a.purchase_days > 1 THEN {first_amount} END, {db.day_number('a.first_at')},"
-        f" CASE WHEN a.purchase_days = 2 THEN {db.day_number('a.last_at')}"
-        f"  WHEN a.purchase_days > 2 THEN {db.day_number(second)} END,"
-        f" CASE WHEN a.purchase_days = 2 THEN {db.day_number('a.first_at')}"
-        f"  WHEN a.purchase_days > 2 THEN {db.day_number(before_last)} END,"
-        f" {db.day_number('a.last_at')}, n.score, a.first_at, a.last_at "
-        f"FROM {customers} "
-        "LEFT JOIN _stage_agg AS a ON a.customer_id = c.id "
-        "LEFT JOIN _stage_nps AS n ON n.customer_id = c.id "
-        f"{'WHERE c.id = s.customer_id ' if scoped else ''}ORDER BY c.id"
-    )
-    _analyze(db, FEATURES_TABLE)
-    for table in TEMP_TABLES:
-        db.drop_temp(table)
-
-
-def read_features(db: Backend, money: MoneySpec) -> FeatureFrame:
-    """The numeric columns of ``_stage_features``, read in batches, with the median gaps."""
-    matrix = db.fetch_floats(
-        f"SELECT {', '.join(_COLUMNS)} FROM {FEATURES_TABLE} ORDER BY customer_id"
+        f" FROM survey_response AS r WHERE {scope}) AS t WHERE rn = 1 ORDER BY customer_id"
     )
     if matrix.size == 0:
-        return FeatureFrame.empty()
-    columns = {name: matrix[:, i] for i, name in enumerate(_COLUMNS)}
-    days = columns["purchase_days"]
-    median = np.full(days.shape, np.nan)
-    few = (days >= 2) & (days <= 3)
-    median[few] = (columns["last_day"][few] - columns["first_day"][few]) / (days[few] - 1)
-    ids, gaps = _median_gaps(db, money)
-    median[np.searchsorted(columns["customer_id"], ids)] = gaps
-    return FeatureFrame.from_columns(columns, median)
-
-
-def _median_gaps(db: Backend, money: MoneySpec) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(customer ids, median gap) for customers with four or more purchase days.
-
-    SQL streams their counted orders' UTC days (index order, no sort); numpy keeps distinct
-    days, takes the gaps between consecutive ones and the middle gap (mean of the middle two).
-    """
-    chunks = list(
-        db.iter_float_batches(
-            f"SELECT o.customer_id, {db.day_number('o.placed_at')} FROM customer_order AS o "
-            f"WHERE o.customer_id IN (SELECT customer_id FROM {FEATURES_TABLE} "
-            f"WHERE purchase_days >= 4) AND {_counted(money)}"
-        )
-    )
-    if not chunks:
-        return np.zeros(0), np.zeros(0)
-    rows = np.concatenate(chunks, axis=0)
-    customer, day = rows[:, 0], rows[:, 1]
-    step = np.diff(customer)
-    if np.any(step < 0) or np.any(np.diff(day)[step == 0] < 0):  # not in index order
-        order = np.lexsort((day, customer))
-        customer, day = customer[order], day[order]
-    distinct = np.r_[True, (customer[1:] != customer[:-1]) | (day[1:] != day[:-1])]
-    customer, day = customer[distinct], day[distinct]
-    same = customer[1:] == customer[:-1]
-    owner, gap = customer[1:][same], (day[1:] - day[:-1])[same]
-    order = np.lexsort((gap, owner))
-    owner, gap = owner[order], gap[order]
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    counts = np.diff(np.r_[starts, owner.size])
-    middle = (gap[starts + (counts - 1) // 2] + gap[starts + counts // 2]) / 2.0
-    return owner[starts], middle
-
-
-def drop_features(db: Backend) -> None:
-    for table in (*TEMP_TABLES, FEATURES_TABLE):
-        db.drop_temp(table)
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return matrix[:, 0].astype(np.int64), matrix[:, 1]
 
 
 def currency_counts(db: Backend) -> dict[str, int]:
@@ -306,10 +295,3 @@ def currency_counts(db: Backend) -> dict[str, int]:
         f"AND status IN ({_STATUSES_SQL}) GROUP BY currency"
     )
     return {str(code): int(count) for code, count in rows}
-
-
-def _analyze(db: Backend, *tables: str) -> None:
-    """PostgreSQL plans temporary tables blind until they are analysed."""
-    if not db.sqlite:
-        for table in tables:
-            db.execute(f"ANALYZE {table}")

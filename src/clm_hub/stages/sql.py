@@ -144,6 +144,15 @@ class Backend:
             self._day_cache[key] = value
         return value
 
+    def stamp_values(self, stamps: NDArray[np.bytes_] | None) -> list[Any]:
+        """UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' bytes (empty: none) as the driver
+        stores them: that very text on SQLite, the text with its offset on PostgreSQL (which
+        would otherwise read it in the session's time zone)."""
+        if stamps is None:
+            raise ValueError("these features carry no order timestamps")
+        suffix = "" if self.sqlite else "+00"
+        return [text.decode() + suffix if text else None for text in stamps.tolist()]
+
     # -- raw I/O ----------------------------------------------------------------------------
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -194,6 +203,29 @@ class Backend:
                 if not rows:
                     break
                 yield np.array(rows, dtype=np.float64).reshape(len(rows), width)
+        finally:
+            cursor.close()
+
+    def fetch_ints(self, sql: str, params: Sequence[Any] = ()) -> NDArray[np.int64]:
+        """The first column of every row, as integers (no NULLs), read in batches."""
+        chunks = [
+            np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            for rows in self.iter_row_batches(sql, FETCH_ROWS, params)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+
+    def iter_row_batches(
+        self, sql: str, size: int, params: Sequence[Any] = ()
+    ) -> Iterator[Sequence[Any]]:
+        """The rows of a query as the driver returns them, ``size`` at a time."""
+        cursor = self.connection.connection.cursor()
+        try:
+            if params:
+                cursor.execute(self._marks(sql), tuple(params))
+            else:
+                cursor.execute(sql)
+            while rows := cursor.fetchmany(size):
+                yield rows
         finally:
             cursor.close()
 
