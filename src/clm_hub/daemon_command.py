@@ -49,7 +49,7 @@ def run(config_path: Path | None) -> None:
     if config.alerts.webhook_url is not None:
         redactor.add([config.alerts.webhook_url.get_secret_value()])
     rules = load_rules(settings.stage_rules)
-    engine = open_store(settings.database_url)
+    engine = open_store(settings.database_url, background_checkpoints=True)
     recompute = StageCatchUp(engine, rules, notify=hook_notifier(registry.manager))
     if engine.url.password:
         redactor.add([str(engine.url.password)])

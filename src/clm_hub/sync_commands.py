@@ -84,7 +84,7 @@ def sync(
     """
     settings = load_cli_settings(config_path)
     registry = load_registry(settings)
-    engine = open_store(settings.database_url)
+    engine = open_store(settings.database_url, background_checkpoints=True)
     out = console()
     try:
         if sys.stdout.isatty():

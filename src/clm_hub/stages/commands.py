@@ -67,7 +67,7 @@ def _moment(as_of: str | None) -> dt.datetime:
 @contextmanager
 def _store(config_path: Path | None) -> Iterator[Engine]:
     settings = load_settings(config_path)
-    engine = open_engine(settings.database_url)
+    engine = open_engine(settings.database_url, background_checkpoints=True)
     try:
         revision, head = current_revision(engine), head_revision()
         if revision != head:

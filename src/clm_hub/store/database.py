@@ -14,15 +14,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from clm_hub.errors import ConfigError, StoreError
+from clm_hub.store.checkpoint import WalCheckpointer
 
 __all__ = ["current_revision", "head_revision", "open_engine", "open_store", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def open_engine(url: str, **kwargs: Any) -> Engine:
+def open_engine(url: str, *, background_checkpoints: bool = False, **kwargs: Any) -> Engine:
     """Create an engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
 
+    ``background_checkpoints``: on a SQLite file, WAL checkpoints (and their fsync) run in a
+    thread of their own instead of inside commits (see ``checkpoint.py``); for the processes
+    that write a lot (daemon, sync, stage recomputes), until the engine is disposed.
     Statement parameters are kept out of error messages: they hold customers' data,
     which must not reach logs or run history.
     """
@@ -36,6 +40,8 @@ def open_engine(url: str, **kwargs: Any) -> Engine:
                 parsed, connect_args={"timeout": 30}, hide_parameters=True, **kwargs
             )
             event.listen(engine, "connect", _sqlite_pragmas)
+            if background_checkpoints and parsed.database not in (None, "", ":memory:"):
+                WalCheckpointer(parsed.database).attach(engine)
             return engine
         return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **kwargs)
     except NoSuchModuleError:
@@ -85,9 +91,9 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def open_store(url: str) -> Engine:
+def open_store(url: str, *, background_checkpoints: bool = False) -> Engine:
     """An engine on a store whose schema is current, or a ``StoreError`` saying what to run."""
-    engine = open_engine(url)
+    engine = open_engine(url, background_checkpoints=background_checkpoints)
     try:
         revision = current_revision(engine)
     except OperationalError as exc:
