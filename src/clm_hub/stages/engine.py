@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -49,7 +49,7 @@ from clm_hub.stages.features import (
     positions,
 )
 from clm_hub.stages.rules import Evaluation, RuleContext, evaluate
-from clm_hub.stages.sql import Backend, today
+from clm_hub.stages.sql import WRITE_ROWS, Backend, today
 from clm_hub.store.types import MONEY_SCALE
 
 __all__ = [
@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 RESULTS_TABLE: Final = "_stage_results"
+EVALUATE_ROWS: Final = 100_000
+"""Customers evaluated at a time (see ``_evaluate_and_write``)."""
 SQLITE_CACHE_KIB: Final = 65_536
 """Page cache of the store during a recompute on SQLite (KiB). The feature pass reads the
 covering index once, in order, so a larger cache would only hold pages never read again (and
@@ -266,9 +268,8 @@ def _evaluate_and_write(
 ) -> int:
     """Evaluate the customers of ``features`` and store the outcome; returns stage changes."""
     context = RuleContext(rules, calibration, load_segment_map_for(rules), today(now))
-    evaluation = evaluate(features, context)
     stages = list(rules.stages)
-    stage_code = np.array([stages.index(rule.stage) for rule in rules.rules])[evaluation.rule_index]
+    code_of_rule = np.array([stages.index(rule.stage) for rule in rules.rules])
     cases = " ".join(f"WHEN '{stage}' THEN {k}" for k, stage in enumerate(stages))
     scope = f" WHERE s.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})" if scoped else ""
     previous = db.fetch_floats(
@@ -279,7 +280,6 @@ def _evaluate_and_write(
     if previous.size:
         at, found = positions(features.customer_id, previous[:, 0].astype(np.int64))
         previous_code[at] = previous[found, 1]
-    changed = ~(previous_code == stage_code)  # NaN (no state yet) counts as a change
 
     db.create_temp(
         RESULTS_TABLE,
@@ -291,15 +291,23 @@ def _evaluate_and_write(
         f"first_at {db.timestamp_type}, last_at {db.timestamp_type}, is_new SMALLINT NOT NULL",
         "customer_id",
     )
-    db.executemany(
-        f"INSERT INTO {RESULTS_TABLE} (customer_id, stage, changed, reason, rfm_r, rfm_f, rfm_m, "
-        "p_alive, expected_value, next_due_at, segments, explanation, nps_class, orders, "
-        "purchase_days, revenue, nps_score, first_at, last_at, is_new) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        _result_rows(
-            db, evaluation, stages, stage_code, changed, np.isnan(previous_code), calibration
-        ),
-    )
+    # Customers are independent given the calibration, so they are evaluated a slice at a
+    # time: the rules' intermediate arrays then stay the size of a slice, not of the shop.
+    for lo in range(0, len(features), EVALUATE_ROWS):
+        part = slice(lo, lo + EVALUATE_ROWS)
+        evaluation = evaluate(features.take(part), context)
+        stage_code = code_of_rule[evaluation.rule_index]
+        was = previous_code[part]
+        db.executemany(
+            f"INSERT INTO {RESULTS_TABLE} (customer_id, stage, changed, reason, rfm_r, rfm_f, "
+            "rfm_m, p_alive, expected_value, next_due_at, segments, explanation, nps_class, "
+            "orders, purchase_days, revenue, nps_score, first_at, last_at, is_new) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _result_rows(  # NaN (no state yet) counts as a change
+                db, evaluation, stages, stage_code, ~(was == stage_code), np.isnan(was),
+                calibration,
+            ),
+        )  # fmt: skip
     moment = db.time_value(now)
     transitions = db.execute(
         "INSERT INTO stage_transition (customer_id, from_stage, to_stage, at, reason) "
@@ -357,7 +365,7 @@ def _result_rows(
     changed: np.ndarray[Any, np.dtype[np.bool_]],
     new: np.ndarray[Any, np.dtype[np.bool_]],
     calibration: Calibration,
-) -> Iterable[tuple[Any, ...]]:
+) -> Iterator[tuple[Any, ...]]:
     """One row per customer for the results table, zipped from plain lists (fast)."""
     segment_names = evaluation.context.segment_map.segment_names
     segment_json: dict[tuple[int, int], str] = {}
@@ -385,28 +393,35 @@ def _result_rows(
     def optional_float(values: np.ndarray[Any, Any]) -> list[float | None]:
         return [None if math.isnan(v) else v for v in values.tolist()]
 
-    ids = evaluation.features.customer_id.tolist()
-    r, f, m = (optional_int(a) for a in (evaluation.r, evaluation.f, evaluation.m))
-    p_alive = optional_float(evaluation.p_alive)
-    value = [None if math.isnan(v) else round(v * MONEY_SCALE) for v in evaluation.clv.tolist()]
-    due = [None if math.isnan(v) else db.day_value(v) for v in evaluation.next_due_day.tolist()]
-    stage_names = [stages[code] for code in stage_code.tolist()]
-    flags = changed.astype(np.int64).tolist()
-    # A generator: on a first recompute every customer changes, and a million reason strings
-    # held at once would cost more memory than every other column together.
-    reasons = (evaluation.reason(i) if flag else None for i, flag in enumerate(flags))
-    rules_fired = [explanations[k] for k in evaluation.rule_index.tolist()]
-    nps = evaluation.nps_class.tolist()
-    segment_text = [
-        segments(k, n) for k, n in zip(evaluation.rfm_segment.tolist(), nps, strict=True)
-    ]
-    nps_text = [nps_names[k] for k in nps]
     features = evaluation.features
-    revenue = np.rint(features.revenue * MONEY_SCALE).astype(np.int64).tolist()
-    nps_score = [None if math.isnan(v) else int(v) for v in features.nps_score.tolist()]
-    return zip(
-        ids, stage_names, flags, reasons, r, f, m, p_alive, value, due, segment_text,
-        rules_fired, nps_text, features.orders.tolist(), features.purchase_days.tolist(),
-        revenue, nps_score, db.stamp_values(features.first_at),
-        db.stamp_values(features.last_at), new.astype(np.int64).tolist(), strict=True,
-    )  # fmt: skip
+    # Slice by slice: plain lists are fast to zip, but a million customers' worth of them at
+    # once would be the largest thing a full recompute holds.
+    for lo in range(0, len(features), WRITE_ROWS):
+        part = slice(lo, lo + WRITE_ROWS)
+        r, f, m = (optional_int(a[part]) for a in (evaluation.r, evaluation.f, evaluation.m))
+        clv = evaluation.clv[part].tolist()
+        days = evaluation.next_due_day[part].tolist()
+        flags = changed[part].astype(np.int64).tolist()
+        nps = evaluation.nps_class[part].tolist()
+        rfm = evaluation.rfm_segment[part].tolist()
+        yield from zip(
+            features.customer_id[part].tolist(),
+            [stages[code] for code in stage_code[part].tolist()],
+            flags,
+            [evaluation.reason(lo + k) if flag else None for k, flag in enumerate(flags)],
+            r, f, m,
+            optional_float(evaluation.p_alive[part]),
+            [None if math.isnan(v) else round(v * MONEY_SCALE) for v in clv],
+            [None if math.isnan(v) else db.day_value(v) for v in days],
+            [segments(k, n) for k, n in zip(rfm, nps, strict=True)],
+            [explanations[k] for k in evaluation.rule_index[part].tolist()],
+            [nps_names[k] for k in nps],
+            features.orders[part].tolist(),
+            features.purchase_days[part].tolist(),
+            np.rint(features.revenue[part] * MONEY_SCALE).astype(np.int64).tolist(),
+            [None if math.isnan(v) else int(v) for v in features.nps_score[part].tolist()],
+            db.stamp_values(None if features.first_at is None else features.first_at[part]),
+            db.stamp_values(None if features.last_at is None else features.last_at[part]),
+            new[part].astype(np.int64).tolist(),
+            strict=True,
+        )  # fmt: skip

@@ -102,7 +102,7 @@ class FeatureFrame:
         """Days between the last two purchase days; NaN with fewer than two."""
         return self.last_day - self.prev_day
 
-    def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> FeatureFrame:
+    def take(self, index: NDArray[np.intp] | NDArray[np.bool_] | slice) -> FeatureFrame:
         """The rows selected by an index or mask."""
         taken: dict[str, Any] = {}
         for f in fields(self):
