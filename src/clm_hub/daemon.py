@@ -29,7 +29,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -52,6 +52,7 @@ from clm_hub.alerts import (
     stale_alert,
 )
 from clm_hub.connectors.base import WebhookRequest
+from clm_hub.customer_ids import CustomerIds
 from clm_hub.errors import ConfigError, StoreError
 from clm_hub.leases import LeaseHolder, holder_id, holder_is_dead, read_lease, take_over
 from clm_hub.metrics import HubMetrics
@@ -84,7 +85,7 @@ __all__ = ["Daemon", "Recompute", "RequestGate", "Trigger"]
 log = structlog.get_logger("clm_hub.daemon")
 run_t = SyncRun.__table__  # type: ignore[attr-defined]
 
-Recompute = Callable[[set[int]], None]
+Recompute = Callable[[CustomerIds], None]
 """Brings stages up to date for the given customers (blocking; run in a worker thread)."""
 
 DAEMON_LEASE = "daemon"
@@ -168,15 +169,15 @@ class _Pending:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ids: set[int] = set()
+        self._ids = CustomerIds()
 
-    def add(self, ids: set[int]) -> None:
+    def add(self, ids: Iterable[int]) -> None:
         with self._lock:
             self._ids |= ids
 
-    def drain(self) -> set[int]:
+    def drain(self) -> CustomerIds:
         with self._lock:
-            out, self._ids = self._ids, set()
+            out, self._ids = self._ids, CustomerIds()
         return out
 
 
@@ -548,7 +549,7 @@ class Daemon:
             reason="shutdown" if self._stopping else "lease lost", duration_ms=_ms(started),
         )  # fmt: skip
 
-    def _recompute_stages(self, dirty: set[int]) -> None:
+    def _recompute_stages(self, dirty: CustomerIds) -> None:
         """The ``recompute`` the sync engine calls: the cycle's changed customers plus
         those changed by webhooks since.
 

@@ -9,13 +9,14 @@ customer's stage stale, and a cycle still costs in proportion to what changed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import structlog
 from sqlalchemy import Engine, select
 
 from clm_hub.cursors import cursor_t, save_cursor
+from clm_hub.customer_ids import CustomerIds
 from clm_hub.linking import customer_t
 from clm_hub.records import StreamCursor, now_utc
 from clm_hub.stages.changes import Notify, StageChangeDelivery
@@ -47,13 +48,16 @@ class StageCatchUp:
         """Hands the step's stage changes to plugins (``clm_hub.stages.changes``)."""
         self.last: CycleResult | None = None
 
-    def __call__(self, changed: set[int]) -> None:
+    def __call__(self, changed: Iterable[int]) -> None:
         started = self.now()
         pending = self.pending_since_watermark()
         if self.delivery is not None:
             self.delivery.start(started)
         self.last = run_stage_cycle(
-            self.engine, self.rules, now=started, changed_customer_ids=changed | pending
+            self.engine,
+            self.rules,
+            now=started,
+            changed_customer_ids=CustomerIds(changed) | pending,
         )
         with self.engine.begin() as conn:
             save_cursor(conn, *WATERMARK, 1, StreamCursor(updated_since=started), started)
@@ -64,7 +68,7 @@ class StageCatchUp:
         if self.delivery is not None:
             self.delivery.deliver(started)
 
-    def pending_since_watermark(self) -> set[int]:
+    def pending_since_watermark(self) -> CustomerIds:
         """Customers whose data moved since the last completed stage step."""
         with self.engine.connect() as conn:
             mark = conn.execute(
@@ -72,10 +76,7 @@ class StageCatchUp:
                     cursor_t.c.connector == WATERMARK[0], cursor_t.c.stream == WATERMARK[1]
                 )
             ).scalar_one_or_none()
-            if mark is None:
-                return set()  # first cycle: the stage engine starts with a full recompute
-            return set(
-                conn.execute(select(customer_t.c.id).where(customer_t.c.updated_at >= mark))
-                .scalars()
-                .all()
-            )
+            if mark is None:  # first cycle: the stage engine starts with a full recompute
+                return CustomerIds()
+            rows = conn.execute(select(customer_t.c.id).where(customer_t.c.updated_at >= mark))
+            return CustomerIds(rows.scalars())

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from clm_hub.connectors.base import Capability, Connector
 from clm_hub.connectors.http import HttpStats
 from clm_hub.cursors import ResumePoint, load_resume_point
+from clm_hub.customer_ids import CustomerIds
 from clm_hub.errors import ConfigError
 from clm_hub.ingest import STREAMS, PageCounts, PageWriter, Stream
 from clm_hub.linking import IdentityContext
@@ -77,6 +78,8 @@ class StreamResult:
     throttled: int = 0
     error: str | None = None
     note: str = ""
+    dirty_customers: CustomerIds = field(default_factory=CustomerIds)
+    """Customers whose data the stream changed."""
 
 
 @dataclass
@@ -143,7 +146,7 @@ class CycleResult:
 
     run_id: str
     connectors: list[ConnectorResult]
-    dirty_customers: set[int] = field(default_factory=set)
+    dirty_customers: CustomerIds = field(default_factory=CustomerIds)
 
     @property
     def failed(self) -> list[ConnectorResult]:
@@ -200,7 +203,7 @@ class SyncEngine:
         transport: httpx.AsyncBaseTransport | None = None,
         now: Callable[[], datetime] = now_utc,
         progress: ProgressSink | None = None,
-        recompute: Callable[[set[int]], None] | None = None,
+        recompute: Callable[[CustomerIds], None] | None = None,
     ) -> None:
         """``recompute`` brings stages up to date for the changed customers between the
         pulls and the pushes of a cycle (the stage engine plugs in here)."""
@@ -270,7 +273,7 @@ class SyncEngine:
             cycle = CycleResult(run_id, list(results))
             for connector in results:
                 for stream in connector.streams:
-                    cycle.dirty_customers |= stream.counts.dirty_customers
+                    cycle.dirty_customers |= stream.dirty_customers
             if self.recompute is not None and not dry_run:
                 await asyncio.to_thread(self.recompute, cycle.dirty_customers)
             if push:
@@ -457,6 +460,7 @@ class SyncEngine:
             )  # fmt: skip
         before = connector.http.stats.snapshot()
         counts = PageCounts()
+        dirty = CustomerIds()
         status, error = RunStatus.OK, None
         pages: AsyncIterator[Page[Any]] = getattr(connector, f"pull_{stream}")(resume.cursor)
         queue: asyncio.Queue[Page[Any] | _End | _Failure] = asyncio.Queue(
@@ -485,7 +489,7 @@ class SyncEngine:
                     run_id=run_id, cursor_version=connector.cursor_version, dry_run=dry_run,
                 )  # fmt: skip
                 counts.add(written)
-                counts.dirty_customers |= written.dirty_customers
+                dirty |= written.dirty_customers
                 self.progress.page_written(source, stream, written)
                 item = after or await queue.get()
             if counts.rejected:
@@ -506,7 +510,7 @@ class SyncEngine:
             api_calls=stats.api_calls - before.api_calls,
             retries=stats.retries - before.retries,
             throttled=stats.throttled - before.throttled,
-            error=error, note=resume.note,
+            error=error, note=resume.note, dirty_customers=dirty,
         )  # fmt: skip
         if row_id is not None:
             delta = stats.snapshot()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, insert
 
+from clm_hub.customer_ids import CustomerIds
 from clm_hub.daemon import Daemon
 from clm_hub.errors import ConfigError
 from clm_hub.leases import read_lease
@@ -142,8 +143,8 @@ async def test_stage_recompute_retries_a_locked_sqlite_and_keeps_webhook_custome
     calls: list[set[int]] = []
     failures = [sqlite3.OperationalError("database is locked")] * 2 + [ValueError("bug")]
 
-    def recompute(ids: set[int]) -> None:
-        calls.append(ids)
+    def recompute(ids: CustomerIds) -> None:
+        calls.append(set(ids))
         if failures:
             raise failures.pop(0)
 
@@ -152,8 +153,8 @@ async def test_stage_recompute_retries_a_locked_sqlite_and_keeps_webhook_custome
     daemon = Daemon(settings, registry, engine, config=DaemonSettings(), recompute=recompute)
     daemon._pending.add({7})  # a customer changed by a webhook
     with pytest.raises(ValueError, match="bug"):
-        daemon._recompute_stages({1})
+        daemon._recompute_stages(CustomerIds({1}))
     assert calls == [{1, 7}] * 3  # locked twice, then a real error: not retried
-    daemon._recompute_stages({2})
+    daemon._recompute_stages(CustomerIds({2}))
     assert calls[-1] == {1, 2, 7}  # the customers of the failed attempt are not forgotten
     await daemon.gate.shutdown()

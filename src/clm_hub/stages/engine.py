@@ -30,6 +30,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine
 
 from clm_hub.analytics.rfm import slugify
+from clm_hub.customer_ids import CustomerIds
 from clm_hub.errors import StoreError
 from clm_hub.stages.calibration import (
     Calibration,
@@ -168,12 +169,12 @@ def recompute_incremental(
 ) -> CycleResult:
     """Recompute the changed customers and those due by ``now``, against the stored calibration."""
     started = time.perf_counter()
-    changed = sorted({int(i) for i in changed_customer_ids})
+    changed = CustomerIds(changed_customer_ids).array()
     with engine.begin() as connection, _tuned(connection, scoped=True) as db:
         calibration = _calibration_or_fail(connection, rules)
         db.create_temp(SCOPE_TABLE, "customer_id BIGINT NOT NULL", "customer_id")
         db.executemany(
-            f"INSERT INTO {SCOPE_TABLE} (customer_id) VALUES (?)", ((i,) for i in changed)
+            f"INSERT INTO {SCOPE_TABLE} (customer_id) VALUES (?)", ((int(i),) for i in changed)
         )
         due = db.execute(
             f"INSERT INTO {SCOPE_TABLE} (customer_id) SELECT customer_id FROM customer_state "
