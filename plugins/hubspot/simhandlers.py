@@ -160,6 +160,8 @@ def _lookup(
             return state.objects[kind].get(int(ident))
         except ValueError:
             return None
+    if id_property == "email":
+        return state.objects[kind].by_email(ident)
     for obj in state.objects[kind].values():
         if obj.properties.get(id_property, "").casefold() == ident.casefold():
             return obj

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from .simhandlers import Call, Json, bad, render, requested
-from .simstate import HubSpotState, SimObject
-from .vendor import parse_timestamp, to_ms
+from .simstate import MODIFIED_PROPERTY, HubSpotState, SimObject
+from .vendor import from_ms, parse_timestamp, to_ms
 
 __all__ = ["list_objects", "search"]
 
@@ -57,13 +58,9 @@ def list_objects(state: HubSpotState, call: Call) -> tuple[int, Json]:
     archived = call.query.get("archived", "false") == "true"
     after = call.query.get("after")
     after_id = _decode_after(after) if after else 0
-    rows: list[SimObject] = []
-    for ident in state.ids_after(kind, after_id):
-        obj = state.objects[kind][ident]
-        if obj.archived == archived:
-            rows.append(obj)
-            if len(rows) > limit:
-                break
+    rows = state.objects[kind].select(
+        "id > ? AND archived = ? ORDER BY id LIMIT ?", (after_id, int(archived), limit + 1)
+    )
     body: dict[str, Json] = {"results": [render(kind, o, properties) for o in rows[:limit]]}
     if len(rows) > limit:
         token = _encode_after(rows[limit - 1].id)
@@ -153,6 +150,29 @@ def _filter_groups(body: Mapping[str, Json]) -> list[list[Mapping[str, Json]]]:
     return parsed
 
 
+def _modified_floor(kind: str, groups: list[list[Mapping[str, Json]]]) -> datetime | None:
+    """A last-modified instant every match is at or after, when each filter group bounds
+    the last-modified date from below (an incremental read's search): the rows to scan are
+    then read by index. None: scan every row."""
+    name = MODIFIED_PROPERTY[kind]
+    floors: list[int] = []
+    for group in groups:
+        bounds = [
+            f.get("value")
+            for f in group
+            if f.get("propertyName") == name and f.get("operator") in ("EQ", "GT", "GTE", "BETWEEN")
+        ]
+        try:
+            typed = [to_ms(parse_timestamp(str(b))) for b in bounds]
+        except (ValueError, OverflowError):
+            return None  # _matches reports the bad value
+        if not typed:
+            return None
+        floors.append(max(typed))
+    # A record's value is its last-modified instant truncated to the millisecond.
+    return from_ms(min(floors)) if floors else None
+
+
 def _sort_key(name: str, descending: bool) -> Callable[[SimObject], tuple[int, object, int]]:
     def key(obj: SimObject) -> tuple[int, object, int]:
         raw = obj.properties.get(name)
@@ -186,9 +206,11 @@ def search(state: HubSpotState, call: Call) -> tuple[int, Json]:
             f"The search API returns at most {cap} results per query; after={after} is past "
             "it. Narrow the query instead of paging further."
         )
+    since = _modified_floor(kind, groups)
+    table = state.objects[kind]
     rows = [
         o
-        for o in state.objects[kind].values()
+        for o in (table.values() if since is None else table.modified_since(since))
         if not o.archived and (not groups or any(all(_matches(o, f) for f in g) for g in groups))
     ]
     sorts = body.get("sorts") or []

@@ -4,20 +4,36 @@
 associations, contact property definitions, credentials (private-app tokens, OAuth apps and
 issued tokens), rate-limit counters and a log of every request. The simulator app
 (``simulator.py``) serves it over HTTP; its handlers and the test thread share it under
-``lock``.
+``lock``. CRM records are rows of a SQLite file (a demo's portal of millions stays off the
+heap): ``objects[kind]`` reads them as ``SimObject``s, and ``touch`` writes one back.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import shutil
+import sqlite3
+import tempfile
 import threading
 import time
-from array import array
-from bisect import bisect_left, bisect_right
+import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSequence
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    MutableSequence,
+    ValuesView,
+)
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_CLIENT_SECRET",
@@ -82,10 +98,10 @@ def format_timestamp(value: datetime) -> str:
     )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class SimObject:
-    """One CRM record; ``properties`` hold HubSpot's string values (slotted: the demo keeps
-    a million)."""
+    """One CRM record; ``properties`` hold HubSpot's string values (a row read from the
+    portal's file: ``HubSpotState.touch`` writes changes back)."""
 
     id: int
     properties: dict[str, str]
@@ -191,9 +207,12 @@ class HubSpotState:
         portal_id: int = 1234567,
         clock: Callable[[], datetime] | None = None,
         log_limit: int | None = None,
+        path: Path | None = None,
     ) -> None:
         """``log_limit`` bounds ``requests`` to the newest entries (the demo sets it so a long
-        run does not keep every request body); None keeps all."""
+        run does not keep every request body); None keeps all. ``path`` is the SQLite file
+        for the records (replaced if there); None: a temporary file, removed with the
+        state."""
         self.lock = threading.RLock()
         self.private_app_tokens = set(private_app_tokens)
         self.client_secret = client_secret
@@ -207,7 +226,14 @@ class HubSpotState:
         self.timeout_delay_s = timeout_delay_s
         self.portal_id = portal_id
         self._clock = clock or (lambda: datetime.now(UTC))
-        self.objects: dict[str, dict[int, SimObject]] = {t: {} for t in MODIFIED_PROPERTY}
+        self._db, folder = _open(path)
+        self._cleanup: Callable[[], object] | None = (
+            None if folder is None else weakref.finalize(self, shutil.rmtree, folder, True)
+        )
+        self._depth = 0
+        self.objects: dict[str, ObjectTable] = {
+            t: ObjectTable(self._db, self.lock, t) for t in MODIFIED_PROPERTY
+        }
         self.associations: dict[tuple[str, str], dict[int, set[int]]] = {}
         self.properties: dict[str, SimProperty] = _default_properties()
         self.groups: dict[str, str] = {"contactinformation": "Contact information"}
@@ -222,7 +248,6 @@ class HubSpotState:
         self._burst: deque[float] = deque()
         self._search: deque[float] = deque()
         self._next_id = 100
-        self._ids: dict[str, array[int]] = {t: array("q") for t in MODIFIED_PROPERTY}
 
     # -- time and ids ---------------------------------------------------------------------
 
@@ -232,6 +257,29 @@ class HubSpotState:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
+
+    # -- storage --------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the lock and one transaction around many writes (seeding a large portal)."""
+        with self.lock:
+            if self._depth == 0:
+                self._db.execute("BEGIN")
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the records' file (a temporary one is removed)."""
+        with self.lock:
+            self._db.close()
+            if self._cleanup is not None:
+                self._cleanup()
 
     # -- seeding --------------------------------------------------------------------------
 
@@ -260,26 +308,7 @@ class HubSpotState:
             )
             props["hs_object_id"] = str(ident)
             self.objects[kind][ident] = SimObject(ident, props, created, modified)
-            self._index(kind, ident)
             return str(ident)
-
-    def _index(self, kind: str, ident: int) -> None:
-        ids = self._ids[kind]
-        if not ids or ident > ids[-1]:
-            ids.append(ident)  # the usual case: ids only grow
-            return
-        at = bisect_left(ids, ident)
-        if at == len(ids) or ids[at] != ident:
-            ids.insert(at, ident)
-
-    def ids_after(self, kind: str, after: int) -> Iterator[int]:
-        """Ids of ``kind`` greater than ``after``, ascending, without sorting every record
-        (list endpoints page through millions of contacts this way)."""
-        ids = self._ids[kind]
-        for position in range(bisect_right(ids, after), len(ids)):
-            ident = ids[position]
-            if ident in self.objects[kind]:  # deleted records stay in the index
-                yield ident
 
     def add_contact(
         self,
@@ -369,8 +398,11 @@ class HubSpotState:
             self.touch(kind, obj, modified_at)
 
     def touch(self, kind: str, obj: SimObject, modified_at: datetime | None = None) -> None:
-        obj.updated_at = modified_at or self.now()
-        obj.properties[MODIFIED_PROPERTY[kind]] = format_timestamp(obj.updated_at)
+        """Bump the record's last-modified date and write it back (with its changes)."""
+        with self.lock:
+            obj.updated_at = modified_at or self.now()
+            obj.properties[MODIFIED_PROPERTY[kind]] = format_timestamp(obj.updated_at)
+            self.objects[kind][obj.id] = obj
 
     def add_oauth_app(self, client_id: str, client_secret: str, refresh_token: str) -> None:
         """An installed public app: its credentials and one installation's refresh token."""
@@ -447,3 +479,175 @@ class HubSpotState:
     def seconds_ago(self, seconds: float) -> datetime:
         """A timestamp ``seconds`` before the simulator's now (seeding helper)."""
         return self.now() - timedelta(seconds=seconds)
+
+
+_SCHEMA = """
+CREATE TABLE objects (
+    kind TEXT NOT NULL, id INTEGER NOT NULL, created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL, archived INTEGER NOT NULL, email_key TEXT,
+    properties TEXT NOT NULL, PRIMARY KEY (kind, id)
+);
+CREATE INDEX objects_email ON objects (kind, email_key);
+CREATE INDEX objects_modified ON objects (kind, updated_us);
+"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+PAGE = 1000
+"""Rows read per query when a whole kind is walked."""
+
+Row = tuple[Any, ...]
+"""A row as sqlite3 returns it: id, created_us, updated_us, archived, properties."""
+
+
+def _open(path: Path | None) -> tuple[sqlite3.Connection, Path | None]:
+    """The records' SQLite file: ``path``, or one in a new temporary folder (returned, for
+    the state to remove)."""
+    folder: Path | None = None
+    if path is None:
+        folder = Path(tempfile.mkdtemp(prefix="clm-hubspot-sim-"))
+        path = folder / "hubspot.sqlite3"
+    else:
+        path.unlink(missing_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    # A simulator's file needs no durability: no journal, no fsync, a small page cache.
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192"):
+        db.execute(f"PRAGMA {pragma}")
+    db.executescript(_SCHEMA)
+    return db, folder
+
+
+class ObjectTable(MutableMapping[int, SimObject]):
+    """One kind's records as a mapping of id to ``SimObject``, read under the state's lock.
+
+    A record read while another copy of it is still referenced is that same object (a weak
+    identity map), so a holder sees changes made through the API; nothing else is kept.
+    Iterating walks the table by id in pages; setting an item writes the record.
+    """
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, kind: str) -> None:
+        self._db, self._lock, self.kind = db, lock, kind
+        self._live: weakref.WeakValueDictionary[int, SimObject] = weakref.WeakValueDictionary()
+
+    def _record(self, row: Row) -> SimObject:
+        ident, created, updated, archived, properties = row
+        found = self._live.get(ident)
+        if found is None:
+            found = self._live[ident] = SimObject(
+                ident,
+                json.loads(properties),
+                _EPOCH + created * _MICROSECOND,
+                _EPOCH + updated * _MICROSECOND,
+                bool(archived),
+            )
+        return found
+
+    def select(self, where: str, params: tuple[object, ...] = ()) -> list[SimObject]:
+        """The records matching a SQL condition (callers keep it selective)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, created_us, updated_us, archived, properties FROM objects "
+                f"WHERE kind = ? AND {where}",
+                (self.kind, *params),
+            ).fetchall()
+            return [self._record(row) for row in rows]
+
+    def by_email(self, email: str) -> SimObject | None:
+        """The first record whose ``email`` is ``email`` (case-insensitive; indexed)."""
+        found = self.select("email_key = ? ORDER BY id LIMIT 1", (email.casefold(),))
+        return found[0] if found else None
+
+    def count_having(self, name: str) -> int:
+        """How many records have a non-empty value for the property ``name``."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM objects WHERE kind = ? AND "
+                "coalesce(json_extract(properties, ?), '') != ''",
+                (self.kind, f'$."{name}"'),
+            ).fetchone()
+        return int(count)
+
+    def get(self, key: object, default: object = None) -> SimObject | None:  # type: ignore[override]
+        if not isinstance(key, int):
+            return None
+        with self._lock:
+            live = self._live.get(key)
+            if live is not None:
+                return live
+            found = self.select("id = ?", (key,))
+            return found[0] if found else None
+
+    def __getitem__(self, key: int) -> SimObject:
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __setitem__(self, key: int, obj: SimObject) -> None:
+        email = obj.properties.get("email")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.kind, key, (obj.created_at - _EPOCH) // _MICROSECOND,
+                 (obj.updated_at - _EPOCH) // _MICROSECOND, int(obj.archived),
+                 None if email is None else email.casefold(), json.dumps(obj.properties)),
+            )  # fmt: skip
+            self._live[key] = obj
+
+    def __delitem__(self, key: int) -> None:
+        with self._lock:
+            self._live.pop(key, None)
+            gone = self._db.execute(
+                "DELETE FROM objects WHERE kind = ? AND id = ?", (self.kind, key)
+            )
+            if gone.rowcount == 0:
+                raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM objects WHERE kind = ?", (self.kind,)
+            ).fetchone()
+        return int(count)
+
+    def after(
+        self, ident: int, where: str = "1", params: tuple[object, ...] = ()
+    ) -> Iterator[SimObject]:
+        """Records with an id above ``ident`` (and matching ``where``), ascending, a page at
+        a time (the lock is held per page, not throughout)."""
+        while True:
+            page = self.select(f"id > ? AND ({where}) ORDER BY id LIMIT ?", (ident, *params, PAGE))
+            yield from page
+            if len(page) < PAGE:
+                return
+            ident = page[-1].id
+
+    def modified_since(self, moment: datetime) -> Iterator[SimObject]:
+        """Records last modified at or after ``moment``, by id (indexed: what an incremental
+        search asks for)."""
+        return self.after(-(2**63), "updated_us >= ?", ((moment - _EPOCH) // _MICROSECOND,))
+
+    def __iter__(self) -> Iterator[int]:
+        return (obj.id for obj in self.after(-(2**63)))
+
+    def values(self) -> ValuesView[SimObject]:
+        return _Values(self)
+
+    def items(self) -> ItemsView[int, SimObject]:
+        return _Items(self)
+
+
+class _Values(ValuesView[SimObject]):
+    _mapping: ObjectTable
+
+    def __iter__(self) -> Iterator[SimObject]:
+        return self._mapping.after(-(2**63))
+
+
+class _Items(ItemsView[int, SimObject]):
+    _mapping: ObjectTable
+
+    def __iter__(self) -> Iterator[tuple[int, SimObject]]:
+        return ((obj.id, obj) for obj in self._mapping.after(-(2**63)))

@@ -3,7 +3,8 @@
 Entities are built as complete dicts (nested objects lazily, to break Customer <-> Order
 cycles) and then projected onto the requested selection. Connections sort by the
 ``sortKey`` with the id as tie-breaker and page with keyset cursors shaped like Shopify's
-(base64 of ``{"last_id", "last_value"}``), each bound to the query and sort it came from.
+(base64 of ``{"last_id", "last_value"}``), each bound to the query and sort it came from;
+searches and pages are SQL queries on the shop's tables, so a page reads only its rows.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from decimal import Decimal
 
 from .graphql import Field, Resolved
 from .sim_schema import GqlError
-from .sim_search import Record, matcher, parse_search
+from .sim_search import Condition, condition, parse_search
 from .sim_state import ShopState, SimBulkOperation, SimCustomer, SimOrder
+from .sim_store import epoch
 
-__all__ = ["MAX_PAGE_SIZE", "Context", "connection", "filtered", "iso", "project"]
+__all__ = ["MAX_PAGE_SIZE", "Context", "connection", "count", "iso", "project", "search"]
 
 MAX_PAGE_SIZE = 250
 
@@ -50,9 +52,23 @@ class Context:
         self.search: list[dict[str, object]] = []
 
     def customer(self, c: SimCustomer) -> dict[str, object]:
-        orders = self.state.orders_of(c.id)
-        paid = [o for o in orders if o.cancelled_at is None and o.financial_status == "PAID"]
-        last = max(orders, key=lambda o: (o.processed_at or o.created_at, o.id), default=None)
+        # The customer's orders are read only when a selected field needs them (an order's
+        # ``customer { id }`` must not read every order of its customer).
+        read: list[list[SimOrder]] = []
+
+        def orders() -> list[SimOrder]:
+            if not read:
+                read.append(self.state.orders_of(c.id))
+            return read[0]
+
+        def spent() -> dict[str, object]:
+            paid = (o for o in orders() if o.cancelled_at is None and o.financial_status == "PAID")
+            return _money(sum((o.total - o.refunded for o in paid), Decimal(0)), "EUR")
+
+        def last_order() -> dict[str, object] | None:
+            last = max(orders(), key=lambda o: (o.processed_at or o.created_at, o.id), default=None)
+            return None if last is None else self.order(last)
+
         name = " ".join(p for p in (c.first_name, c.last_name) if p)
         return {
             "__typename": "Customer",
@@ -67,11 +83,11 @@ class Context:
             "state": c.state,
             "note": None,
             "verifiedEmail": c.email is not None,
-            "numberOfOrders": str(len(orders)),
+            "numberOfOrders": lambda: str(len(orders())),
             "email": c.email,
             "phone": c.phone,
-            "amountSpent": _money(sum((o.total - o.refunded for o in paid), Decimal(0)), "EUR"),
-            "lastOrder": (lambda: self.order(last)) if last else None,
+            "amountSpent": spent,
+            "lastOrder": last_order,
             "defaultEmailAddress": None
             if c.email is None
             else {
@@ -94,7 +110,10 @@ class Context:
         }
 
     def order(self, o: SimOrder) -> dict[str, object]:
-        buyer = self.state.customers.get(o.customer_id) if o.customer_id else None
+        def buyer() -> dict[str, object] | None:
+            found = self.state.customers.get(o.customer_id) if o.customer_id else None
+            return None if found is None else self.customer(found)
+
         return {
             "__typename": "Order",
             "id": o.gid,
@@ -113,7 +132,7 @@ class Context:
             "presentmentCurrencyCode": o.currency,
             "displayFinancialStatus": o.financial_status,
             "displayFulfillmentStatus": "UNFULFILLED",
-            "customer": (lambda: self.customer(buyer)) if buyer else None,
+            "customer": buyer,
             "totalPriceSet": _bag(o.total, o.currency),
             "currentTotalPriceSet": _bag(o.total - o.refunded, o.currency),
             "totalRefundedSet": _bag(o.refunded, o.currency),
@@ -165,6 +184,7 @@ def project(value: object, selections: Sequence[Field]) -> Resolved:
 
 # -- connections --------------------------------------------------------------------------
 
+Record = SimCustomer | SimOrder
 _SORT_READERS: dict[str, Callable[[Record], int | datetime]] = {
     "UPDATED_AT": lambda r: r.updated_at,
     "CREATED_AT": lambda r: r.created_at,
@@ -199,31 +219,49 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[int | datetime, int] | None:
     return value, last_id
 
 
-def filtered(ctx: Context, root: str, query: object) -> list[Record]:
-    """The customers or orders a ``query:`` search matches (all of them without one)."""
+def _sort_expression(root: str, sort: str) -> str:
+    """The SQL a ``sortKey`` orders by (each has an index with the id after it)."""
+    if sort == "PROCESSED_AT":
+        return "coalesce(processed_at, created_at)" if root == "orders" else "created_at"
+    return {"UPDATED_AT": "updated_at", "CREATED_AT": "created_at"}.get(sort, "id")
+
+
+def search(ctx: Context, root: str, query: object) -> Condition:
+    """The SQL condition for the customers or orders a ``query:`` search matches (all of
+    them without one); warnings go to the context as Shopify reports them."""
     state = ctx.state
-    records: list[Record] = list(
-        state.customers.values() if root == "customers" else state.orders.values()
-    )
     if not isinstance(query, str) or not query.strip():
-        return records
+        return "1", ()
     now = state.now()
     terms, warnings = parse_search(query)
-    predicates: list[Callable[[Record], bool]] = []
+    parts: list[str] = []
+    params: list[object] = []
     for term in terms:
-        made = matcher(root, term, now)
+        made = condition(root, term, now)
         if isinstance(made, dict):
             warnings.append(made)
         else:
-            predicates.append(made)
+            parts.append(made[0])
+            params.extend(made[1])
     if warnings:
         ctx.search.append({"path": [root], "query": query, "warnings": warnings})
         state.search_warnings.extend(str(w["message"]) for w in warnings)
     if state.index_lag_s > 0:
         # The search index is eventually consistent: very recent changes are not there yet.
         horizon = now - timedelta(seconds=state.index_lag_s)
-        predicates.append(lambda r: r.updated_at <= horizon)
-    return [r for r in records if all(p(r) for p in predicates)]
+        parts.append("updated_at <= ?")
+        params.append(int(horizon.timestamp() // 1))
+    return " AND ".join(f"({part})" for part in parts) or "1", tuple(params)
+
+
+def count(ctx: Context, root: str, query: object) -> int:
+    """How many customers or orders a ``query:`` search matches."""
+    where, params = search(ctx, root, query)
+    with ctx.state.lock:
+        (found,) = ctx.state.store.db.execute(
+            f"SELECT count(*) FROM {root} WHERE {where}", params
+        ).fetchone()
+    return int(found)
 
 
 def connection(ctx: Context, item: Field, args: Mapping[str, Resolved]) -> dict[str, object]:
@@ -244,20 +282,25 @@ def connection(ctx: Context, item: Field, args: Mapping[str, Resolved]) -> dict[
     reverse = bool(args.get("reverse"))
     query = args.get("query")
     query_text = query if isinstance(query, str) else None
-    records = sorted(
-        filtered(ctx, root, query),
-        key=lambda r: (_sort_value(r, sort), r.id),
-        reverse=reverse,
-    )
+    where, params = search(ctx, root, query)
     after = args.get("after")
     if isinstance(after, str):
         position = _decode_cursor(after, sort)
         if position is None or not ctx.state.cursor_bound(after, root, query_text, sort, reverse):
             raise GqlError("Invalid cursor for current pagination sort or query.", "BAD_REQUEST")
-        if reverse:
-            records = [r for r in records if (_sort_value(r, sort), r.id) < position]
-        else:
-            records = [r for r in records if (_sort_value(r, sort), r.id) > position]
+        value, last_id = position
+        stored = epoch(value) if isinstance(value, datetime) else value
+        beyond = "<" if reverse else ">"
+        where = f"({where}) AND ({_sort_expression(root, sort)}, id) {beyond} (?, ?)"
+        params = (*params, stored, last_id)
+    order = "DESC" if reverse else "ASC"
+    table = ctx.state.customers if root == "customers" else ctx.state.orders
+    records: list[Record] = list(
+        table.select(
+            f"{where} ORDER BY {_sort_expression(root, sort)} {order}, id {order} LIMIT ?",
+            (*params, first + 1),
+        )
+    )
     page = records[:first]
     cursors = [_encode_cursor(r, sort) for r in page]
     for cursor in cursors:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 
 from .graphql import Field, GraphQLSyntaxError, Operation, Resolved, parse
-from .sim_data import Context, connection, filtered, project
+from .sim_data import Context, connection, count, project, search
 from .sim_schema import (
     CONNECTIONS,
     MUTATION_COST,
@@ -94,6 +94,7 @@ def _tags(ctx: Context, item: Field, args: Mapping[str, Resolved]) -> dict[str, 
         else:
             target.tags = tuple(updated)
         target.updated_at = ctx.state.now()
+        ctx.state.save(target)
         if isinstance(target, SimCustomer):
             ctx.state.emit("customers/update", ctx.state.customer_payload(target))
     node = ctx.customer(target) if isinstance(target, SimCustomer) else ctx.order(target)
@@ -115,12 +116,13 @@ def _erasure(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
             ],
         }
     target.erasure_requested = True
+    ctx.state.save(target)
     return {"customerId": target.gid, "userErrors": []}
 
 
-def _bulk_rows(ctx: Context, operation: Operation) -> BulkRows:
+def _bulk_rows(ctx: Context, operation: Operation, op: int) -> BulkRows:
     """The rows of a bulk query: the matching ids now, each line rendered on download."""
-    rows = BulkRows()
+    rows = BulkRows(ctx.state.store, ctx.state.lock, op)
     for item in operation.selections:
         args = arguments(item, {})
         node_fields: Sequence[Field] = ()
@@ -129,26 +131,36 @@ def _bulk_rows(ctx: Context, operation: Operation) -> BulkRows:
                 node_fields = sub.selections
             elif sub.name == "edges":
                 node_fields = next((s.selections for s in sub.selections if s.name == "node"), ())
-        ids = sorted(r.id for r in filtered(ctx, item.name, args.get("query")))
-        rows.add(ids, _line_renderer(ctx, item.name, node_fields))
+        where, params = search(ctx, item.name, args.get("query"))
+        rows.add(item.name, where, params, _line_renderer(ctx, item.name, node_fields))
     return rows
 
 
-def _line_renderer(ctx: Context, root: str, fields: Sequence[Field]) -> Callable[[int], str | None]:
+def _line_renderer(
+    ctx: Context, root: str, fields: Sequence[Field]
+) -> Callable[[list[int]], list[str]]:
+    """Renders a page of a bulk result's ids as JSONL lines, reading the page's records
+    (and an order page's buyers) with one query each."""
     state = ctx.state
 
-    def render(ident: int) -> str | None:
+    def render(ids: list[int]) -> list[str]:
+        marks = ", ".join("?" * len(ids))
         with state.lock:
-            node: dict[str, object] | None = None
+            held: list[SimCustomer] = []
             if root == "customers":
-                customer = state.customers.get(ident)
-                node = None if customer is None else ctx.customer(customer)
+                customers = state.customers.select(f"id IN ({marks}) ORDER BY id", tuple(ids))
+                nodes = [ctx.customer(c) for c in customers]
             else:
-                order = state.orders.get(ident)
-                node = None if order is None else ctx.order(order)
-            if node is None:
-                return None
-            return json.dumps(project(node, fields), separators=(",", ":"))
+                orders = state.orders.select(f"id IN ({marks}) ORDER BY id", tuple(ids))
+                wanted = sorted({o.customer_id for o in orders if o.customer_id is not None})
+                # Held while rendering, so each order's ``customer`` is read from memory.
+                held = state.customers.select(
+                    f"id IN ({', '.join('?' * len(wanted))})", tuple(wanted)
+                )
+                nodes = [ctx.order(o) for o in orders]
+            lines = [json.dumps(project(node, fields), separators=(",", ":")) for node in nodes]
+            held.clear()
+            return lines
 
     return render
 
@@ -190,9 +202,10 @@ def _bulk_run(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
                 }
             ],
         }
-    rows = _bulk_rows(ctx, operation)
+    number = state.next_bulk_id()
+    rows = _bulk_rows(ctx, operation, number)
     op = SimBulkOperation(
-        id=state.next_bulk_id(),
+        id=number,
         query=text,
         created_at=state.now(),
         lines=rows,
@@ -234,12 +247,12 @@ def _resolve_root(ctx: Context, item: Field, args: Mapping[str, Resolved]) -> ob
         return connection(ctx, item, args)
     if name in ("customersCount", "ordersCount"):
         root = "customers" if name == "customersCount" else "orders"
-        count = len(filtered(ctx, root, args.get("query")))
+        matched = count(ctx, root, args.get("query"))
         limit = args.get("limit", 10_000)
-        capped = isinstance(limit, int) and count > limit
+        capped = isinstance(limit, int) and matched > limit
         return {
             "__typename": "Count",
-            "count": limit if capped else count,
+            "count": limit if capped else matched,
             "precision": "AT_LEAST" if capped else "EXACT",
         }
     if name in ("customer", "order"):

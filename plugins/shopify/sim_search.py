@@ -1,22 +1,21 @@
 """Shopify's search syntax (``query:`` arguments), as far as the simulator honours it.
 
 Terms are ``field:value`` with optional comparators (``> >= < <=``), joined by ``AND`` or
-spaces. Time fields compare as instants, except that an exact time without a comparator
-matches the whole day (a documented quirk). Unknown fields, bad values and connectives the
-simulator does not model are ignored with a warning, as Shopify does in
-``extensions.search``.
+spaces; each becomes a SQL condition on the simulator's tables. Time fields compare as
+instants, except that an exact time without a comparator matches the whole day (a
+documented quirk). Unknown fields, bad values and connectives the simulator does not model
+are ignored with a warning, as Shopify does in ``extensions.search``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .sim_state import SimCustomer, SimOrder
+from .sim_store import TAG_SEPARATOR
 
-__all__ = ["Record", "Term", "matcher", "parse_search"]
+__all__ = ["Condition", "Term", "condition", "parse_search"]
 
 
 # -- search syntax ------------------------------------------------------------------------
@@ -81,67 +80,60 @@ def _parse_time(value: str, now: datetime) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _compare(left: object, comparator: str | None, right: object) -> bool:
-    if comparator is None:
-        return left == right
-    if not isinstance(left, int | datetime) or type(left) is not type(right):
-        return False
-    if comparator == ">=":
-        return left >= right  # type: ignore[operator]
-    if comparator == "<=":
-        return left <= right  # type: ignore[operator]
-    if comparator == ">":
-        return left > right  # type: ignore[operator]
-    return left < right  # type: ignore[operator]
+Condition = tuple[str, tuple[object, ...]]
+"""A SQL condition on the ``customers`` or ``orders`` table, and its parameters."""
 
-
-Record = SimCustomer | SimOrder
-_TIME_FIELDS: dict[str, dict[str, Callable[[Record], datetime | None]]] = {
-    "customers": {
-        "updated_at": lambda r: r.updated_at,
-        "customer_date": lambda r: r.created_at,
-    },
+_TIME_COLUMNS: dict[str, dict[str, str]] = {
+    "customers": {"updated_at": "updated_at", "customer_date": "created_at"},
     "orders": {
-        "updated_at": lambda r: r.updated_at,
-        "created_at": lambda r: r.created_at,
-        "processed_at": lambda r: r.processed_at if isinstance(r, SimOrder) else None,
+        "updated_at": "updated_at",
+        "created_at": "created_at",
+        "processed_at": "processed_at",
     },
 }
+_COMPARATORS = (">=", "<=", ">", "<")
 
 
-def matcher(root: str, term: Term, now: datetime) -> Callable[[Record], bool] | dict[str, object]:
-    """A predicate for one term, or a warning when Shopify would ignore the term."""
-    time_fields = _TIME_FIELDS[root]
-    if term.field in time_fields:
+def condition(root: str, term: Term, now: datetime) -> Condition | dict[str, object]:
+    """A term as a SQL condition, or a warning when Shopify would ignore the term."""
+    columns = _TIME_COLUMNS[root]
+    if term.field in columns:
         at = _parse_time(term.value, now)
         if at is None:
             return {"field": term.field, "message": f"Invalid time value {term.value!r}."}
-        read = time_fields[term.field]
+        column = columns[term.field]
         if term.comparator is None:
-            # An exact time matches the whole day (documented quirk).
-            return lambda r: (t := read(r)) is not None and t.date() == at.date()
+            # An exact time matches the whole (UTC) day (documented quirk).
+            day = datetime(at.year, at.month, at.day, tzinfo=UTC)
+            start = int(day.timestamp())
+            return f"({column} >= ? AND {column} < ?)", (start, start + 86_400)
+        # Instants compare at the stored (second) precision, as datetimes would.
+        second = int(at.timestamp() // 1)
+        exact = at.timestamp() == second
         comparator = term.comparator
-        return lambda r: (t := read(r)) is not None and _compare(t, comparator, at)
+        if not exact and comparator in (">=", "<"):
+            comparator = ">" if comparator == ">=" else "<="
+        return f"{column} {comparator} ?", (second,)
     if term.field in ("id", "customer_id") and (root == "orders" or term.field == "id"):
         try:
             number = int(term.value)
         except ValueError:
             return {"field": term.field, "message": f"Invalid id value {term.value!r}."}
-        id_comparator = term.comparator
         if term.field == "id":
-            return lambda r: _compare(r.id, id_comparator, number)
-        return lambda r: isinstance(r, SimOrder) and r.customer_id == number
+            assert term.comparator in (None, *_COMPARATORS)
+            return f"id {term.comparator or '='} ?", (number,)
+        return "customer_id = ?", (number,)
     if term.field == "email":
-        wanted = term.value.lower()
-        return lambda r: (r.email or "").lower() == wanted
+        wanted_email = term.value.lower()
+        if not wanted_email:
+            return "coalesce(email_key, '') = ''", ()
+        return "email_key = ?", (wanted_email,)
     if term.field in ("tag", "tag_not"):
-        wanted_tags = {t.strip().lower() for t in term.value.split(",") if t.strip()}
-        negate = term.field == "tag_not"
-        return lambda r: bool(wanted_tags & {t.lower() for t in r.tags}) != negate
+        wanted = [t.strip().lower() for t in term.value.split(",") if t.strip()]
+        negate = "NOT " if term.field == "tag_not" else ""
+        return f"{negate}has_tag(tags, ?)", (TAG_SEPARATOR.join(wanted),)
     if root == "orders" and term.field == "test":
-        flag = term.value.lower() == "true"
-        return lambda r: isinstance(r, SimOrder) and r.test == flag
+        return "test = ?", (int(term.value.lower() == "true"),)
     if root == "orders" and term.field == "financial_status":
-        status = term.value.lower()
-        return lambda r: isinstance(r, SimOrder) and (r.financial_status or "").lower() == status
+        return "lower(coalesce(financial_status, '')) = ?", (term.value.lower(),)
     return {"field": term.field, "message": "Invalid search field for this query."}

@@ -1,8 +1,11 @@
-"""The in-memory shop behind the simulator: customers, orders, bulk operations, the bucket.
+"""The shop behind the simulator: customers, orders, bulk operations, the bucket.
 
 Tests and the demo seed it, change it between syncs and inspect it afterwards (which tags a
-customer has, how many requests were throttled, what the connector sent). Every method is
-safe to call from the test thread while the simulator serves from its own thread.
+customer has, how many requests were throttled, what the connector sent). Customers and
+orders live in a SQLite file (``sim_store``), so the demo's shop of a million stays off the
+heap; ``customers`` and ``orders`` read them as snapshots, and ``save`` writes one back.
+Every method is safe to call from the test thread while the simulator serves from its own
+thread.
 """
 
 from __future__ import annotations
@@ -10,18 +13,30 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableSequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 
 from clm_hub import WebhookRequest
 from clm_hub.connectors import Clock, SystemClock
 
+from .sim_store import (
+    PAGE,
+    TAG_SEPARATOR,
+    RecordTable,
+    Row,
+    ShopStore,
+    epoch,
+    instant,
+    join_tags,
+    split_tags,
+)
 from .webhooks import sign
 
 __all__ = [
@@ -45,12 +60,12 @@ def _seconds(value: datetime) -> datetime:
 
 
 _ZERO = Decimal(0)
-"""Shared by every order without a refund: a shop of millions keeps one, not millions."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class SimCustomer:
-    """A customer as the simulated shop stores it (slotted: the demo keeps a million)."""
+    """A customer as the simulated shop stores it (a snapshot: ``ShopState.save`` writes
+    changes back)."""
 
     id: int
     email: str | None = None
@@ -69,13 +84,10 @@ class SimCustomer:
         return f"gid://shopify/Customer/{self.id}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)
 class SimOrder:
-    """An order as the simulated shop stores it (amounts in the shop's currency).
-
-    Slotted, and ``tags`` is a tuple (empty for nearly every order): orders outnumber
-    customers, so their size decides how large a shop the demo can hold.
-    """
+    """An order as the simulated shop stores it (amounts in the shop's currency; a
+    snapshot: ``ShopState.save`` writes changes back)."""
 
     id: int
     total: Decimal
@@ -129,27 +141,50 @@ class SimBulkOperation:
 class BulkRows(Collection[str]):
     """A bulk result's JSONL lines, rendered from the current records when iterated.
 
-    Holds only the ids each connection matched when the operation started (8 bytes each),
-    so a result over millions of records is never held in memory; records deleted since
-    are left out.
+    The ids each connection matched when the operation started are rows of the shop's
+    SQLite file (table ``bulk_rows``), so a result over millions of records is never held
+    in memory; records deleted since are left out.
     """
 
-    def __init__(self) -> None:
-        self._parts: list[tuple[array[int], Callable[[int], str | None]]] = []
+    def __init__(self, store: ShopStore, lock: threading.RLock, op: int) -> None:
+        self._store, self._lock, self._op = store, lock, op
+        self._renders: list[Callable[[list[int]], list[str]]] = []
 
-    def add(self, ids: Iterable[int], render: Callable[[int], str | None]) -> None:
-        """Append one connection's rows: its ids, and how to render one as a line."""
-        self._parts.append((array("q", ids), render))
+    def add(self, table: str, where: str, params: tuple[object, ...],
+            render: Callable[[list[int]], list[str]]) -> None:  # fmt: skip
+        """Append one connection's rows: the ids of ``table`` matching ``where`` now, and
+        how to render a page of them as lines (records deleted since left out)."""
+        with self._lock:
+            self._store.db.execute(
+                f"INSERT INTO bulk_rows (op, part, id) SELECT ?, ?, id FROM {table} WHERE {where}",
+                (self._op, len(self._renders), *params),
+            )
+        self._renders.append(render)
 
     def __len__(self) -> int:
-        return sum(len(ids) for ids, _ in self._parts)
+        with self._lock:
+            (count,) = self._store.db.execute(
+                "SELECT count(*) FROM bulk_rows WHERE op = ?", (self._op,)
+            ).fetchone()
+        return int(count)
 
     def __iter__(self) -> Iterator[str]:
-        for ids, render in self._parts:
-            for ident in ids:
-                line = render(ident)
-                if line is not None:
-                    yield line
+        for part, render in enumerate(self._renders):
+            last = -(2**63)
+            while True:
+                with self._lock:
+                    ids = [
+                        ident
+                        for (ident,) in self._store.db.execute(
+                            "SELECT id FROM bulk_rows WHERE op = ? AND part = ? AND id > ? "
+                            "ORDER BY id LIMIT ?",
+                            (self._op, part, last, PAGE),
+                        )
+                    ]
+                yield from render(ids)
+                if len(ids) < PAGE:
+                    break
+                last = ids[-1]
 
     def __contains__(self, line: object) -> bool:
         return any(line == mine for mine in self)
@@ -239,9 +274,12 @@ class ShopState:
         restore_rate: float = 100.0,
         shop_utc_offset: timedelta = timedelta(hours=1),
         log_limit: int | None = None,
+        path: Path | None = None,
     ) -> None:
         """``log_limit`` bounds ``requests`` and ``outbox`` to their newest entries (the demo
-        sets it so a long run does not keep every request and webhook); None keeps all."""
+        sets it so a long run does not keep every request and webhook); None keeps all.
+        ``path`` is the SQLite file for the records (replaced if there); None: a temporary
+        file, removed with the state."""
         self.shop = shop
         self.access_token = access_token
         self.client_secret = client_secret
@@ -249,8 +287,13 @@ class ShopState:
         self.bucket = CostBucket(bucket_capacity, restore_rate, self.clock.monotonic)
         self.shop_zone = timezone(shop_utc_offset)
         self.lock = threading.RLock()
-        self.customers: dict[int, SimCustomer] = {}
-        self.orders: dict[int, SimOrder] = {}
+        self.store = ShopStore(path)
+        self.customers: RecordTable[SimCustomer] = RecordTable(
+            self.store, self.lock, "customers", _customer, self._write_customer
+        )
+        self.orders: RecordTable[SimOrder] = RecordTable(
+            self.store, self.lock, "orders", _order, self._write_order
+        )
         self.bulk_operations: dict[int, SimBulkOperation] = {}
         self.requests: MutableSequence[RequestLog] = (
             [] if log_limit is None else deque(maxlen=log_limit)
@@ -275,15 +318,49 @@ class ShopState:
         self._next_customer = 7001
         self._next_order = 9001
         self._next_bulk = 1
-        self._cursor_bindings: dict[str, set[tuple[str, str | None, str, bool]]] = {}
-        self._orders_by_customer: dict[int, list[int]] = {}
-        self._amounts: dict[str, Decimal] = {}
 
     # -- time ------------------------------------------------------------------------------
 
     def now(self) -> datetime:
         """The shop's current time (second precision, UTC)."""
         return _seconds(self.clock.utcnow())
+
+    # -- storage ---------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the lock and one transaction around many writes (seeding a large shop)."""
+        with self.lock, self.store.batch():
+            yield
+
+    def close(self) -> None:
+        """Close the records' file (a temporary one is removed)."""
+        with self.lock:
+            self.store.close()
+
+    def save(self, record: SimCustomer | SimOrder) -> None:
+        """Write a changed snapshot back (what the merchant or a mutation changed)."""
+        if isinstance(record, SimCustomer):
+            self.customers.put(record.id, record)
+        else:
+            self.orders.put(record.id, record)
+
+    def _write_customer(self, c: SimCustomer) -> None:
+        self.store.db.execute(
+            "INSERT OR REPLACE INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (c.id, c.email, _key(c.email), c.first_name, c.last_name, c.phone,
+             c.email_marketing_state, join_tags(c.tags), epoch(c.created_at),
+             epoch(c.updated_at), c.state, int(c.erasure_requested)),
+        )  # fmt: skip
+
+    def _write_order(self, o: SimOrder) -> None:
+        self.store.db.execute(
+            "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (o.id, str(o.total), o.customer_id, o.email, _key(o.email), o.currency,
+             o.financial_status, epoch(o.created_at), _epoch(o.processed_at),
+             epoch(o.updated_at), _epoch(o.cancelled_at), o.cancel_reason, str(o.refunded),
+             int(o.test), join_tags(o.tags)),
+        )  # fmt: skip
 
     # -- seeding and changes ---------------------------------------------------------------
 
@@ -316,7 +393,7 @@ class ShopState:
                 created_at=created,
                 updated_at=_seconds(updated_at) if updated_at else created,
             )
-            self.customers[number] = customer
+            self.customers.put(number, customer)
             return customer
 
     def add_order(
@@ -345,7 +422,7 @@ class ShopState:
             returned = Decimal(str(refunded))
             order = SimOrder(
                 id=number,
-                total=self._amount(total),
+                total=Decimal(str(total)),
                 customer_id=customer_id,
                 email=email,
                 currency=currency,
@@ -354,32 +431,15 @@ class ShopState:
                 cancelled_at=_seconds(cancelled_at) if cancelled_at else None,
                 test=test,
                 created_at=created,
-                # Equal instants share one object: three timestamps per order add up.
-                processed_at=created if processed == created else processed,
-                updated_at=created if updated == created else updated,
+                processed_at=processed,
+                updated_at=updated,
             )
-            self.orders[number] = order
-            self._index_order(order)
+            self.orders.put(number, order)
             return order
 
-    def _amount(self, value: Decimal | str) -> Decimal:
-        """``value`` as a Decimal shared with every order of the same amount (Decimals are
-        immutable, and a shop of millions of orders has far fewer distinct prices)."""
-        key = str(value)
-        amount = self._amounts.get(key)
-        if amount is None:
-            amount = self._amounts[key] = Decimal(key)
-        return amount
-
-    def _index_order(self, order: SimOrder) -> None:
-        if order.customer_id is not None:
-            self._orders_by_customer.setdefault(order.customer_id, []).append(order.id)
-
     def orders_of(self, customer_id: int) -> list[SimOrder]:
-        """The customer's orders, oldest id first (kept indexed: a customer node needs them)."""
-        with self.lock:
-            found = (self.orders.get(i) for i in self._orders_by_customer.get(customer_id, ()))
-            return [o for o in found if o is not None and o.customer_id == customer_id]
+        """The customer's orders, oldest id first (indexed: a customer node needs them)."""
+        return self.orders.select("customer_id = ? ORDER BY id", (customer_id,))
 
     def update_customer(self, customer_id: int, **changes: object) -> SimCustomer:
         """Change a customer's fields as the merchant would; ``updated_at`` becomes now."""
@@ -390,6 +450,7 @@ class ShopState:
                     raise AttributeError(f"SimCustomer has no field {name!r}")
                 setattr(customer, name, value)
             customer.updated_at = self.now()
+            self._write_customer(customer)
             self.emit("customers/update", self.customer_payload(customer))
             return customer
 
@@ -401,9 +462,8 @@ class ShopState:
                 if not hasattr(order, name):
                     raise AttributeError(f"SimOrder has no field {name!r}")
                 setattr(order, name, value)
-            if "customer_id" in changes:
-                self._index_order(order)
             order.updated_at = self.now()
+            self._write_order(order)
             self.emit("orders/updated", self.order_payload(order))
             return order
 
@@ -421,7 +481,7 @@ class ShopState:
         seeded record is older than anything changed afterwards.
         """
         base = _seconds(start or self.now() - timedelta(days=365))
-        with self.lock:
+        with self.batch():
             made: list[SimCustomer] = []
             for i in range(customers):
                 at = base + step * i
@@ -459,6 +519,20 @@ class ShopState:
                     updated_at=at,
                 )
 
+    def count_tagged(self, prefix: str) -> int:
+        """How many customers carry a tag starting with ``prefix`` (case-sensitive)."""
+        with self.lock:
+            (found,) = self.store.db.execute(
+                "SELECT count(*) FROM customers WHERE instr(tags, ?) = 1 OR instr(tags, ?) > 0",
+                (prefix, TAG_SEPARATOR + prefix),
+            ).fetchone()
+        return int(found)
+
+    def customer_at(self, position: int) -> SimCustomer | None:
+        """The customer at ``position`` in id order (picking one at random needs no list)."""
+        found = self.customers.select("1 ORDER BY id LIMIT 1 OFFSET ?", (position,))
+        return found[0] if found else None
+
     def customer_tags(self, customer_id: int) -> list[str]:
         with self.lock:
             return list(self.customers[customer_id].tags)
@@ -476,11 +550,19 @@ class ShopState:
 
     def bind_cursor(self, cursor: str, root: str, query: str | None, sort: str, rev: bool) -> None:
         with self.lock:
-            self._cursor_bindings.setdefault(cursor, set()).add((root, query, sort, rev))
+            self.store.db.execute(
+                "INSERT OR IGNORE INTO cursors VALUES (?, ?, ?, ?, ?)",
+                (cursor, root, json.dumps(query), sort, int(rev)),
+            )
 
     def cursor_bound(self, cursor: str, root: str, query: str | None, sort: str, rev: bool) -> bool:
         with self.lock:
-            return (root, query, sort, rev) in self._cursor_bindings.get(cursor, set())
+            found = self.store.db.execute(
+                "SELECT 1 FROM cursors WHERE cursor = ? AND root = ? AND query = ? AND sort = ? "
+                "AND rev = ?",
+                (cursor, root, json.dumps(query), sort, int(rev)),
+            ).fetchone()
+            return found is not None
 
     def next_bulk_id(self) -> int:
         with self.lock:
@@ -596,3 +678,55 @@ class ShopState:
     def emit(self, topic: str, payload: Mapping[str, object]) -> None:
         """Queue the webhook Shopify would send for a change (drain ``outbox`` to deliver)."""
         self.outbox.append(self.delivery(topic, payload))
+
+
+def _key(email: str | None) -> str | None:
+    return None if email is None else email.lower()
+
+
+def _epoch(value: datetime | None) -> int | None:
+    return None if value is None else epoch(value)
+
+
+def _when(value: int | None) -> datetime | None:
+    return None if value is None else instant(value)
+
+
+def _customer(row: Row) -> SimCustomer:
+    (ident, email, _, first, last, phone, marketing, tags, created, updated, state,
+     erasure) = row  # fmt: skip
+    return SimCustomer(
+        id=int(ident),
+        email=email,
+        first_name=first,
+        last_name=last,
+        phone=phone,
+        email_marketing_state=str(marketing),
+        tags=split_tags(str(tags)),
+        created_at=instant(int(created)),
+        updated_at=instant(int(updated)),
+        state=str(state),
+        erasure_requested=bool(erasure),
+    )
+
+
+def _order(row: Row) -> SimOrder:
+    (ident, total, customer_id, email, _, currency, status, created, processed, updated,
+     cancelled, reason, refunded, test, tags) = row  # fmt: skip
+    returned = Decimal(str(refunded))
+    return SimOrder(
+        id=int(ident),
+        total=Decimal(str(total)),
+        customer_id=customer_id,
+        email=email,
+        currency=str(currency),
+        financial_status=status,
+        created_at=instant(int(created)),
+        processed_at=_when(processed),
+        updated_at=instant(int(updated)),
+        cancelled_at=_when(cancelled),
+        cancel_reason=reason,
+        refunded=returned if returned else _ZERO,
+        test=bool(test),
+        tags=tuple(split_tags(str(tags))),
+    )

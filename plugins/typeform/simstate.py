@@ -3,7 +3,9 @@
 ``TypeformState`` holds forms (definitions with their questions and hidden fields), their
 responses, registered webhooks, personal access tokens with their scopes, the rate-limit
 window and a log of every request. The simulator app (``simulator.py``) serves it over
-HTTP; its handlers and the test thread share it under ``lock``.
+HTTP; its handlers and the test thread share it under ``lock``. Responses are rows of a
+SQLite file (a demo's survey of millions stays off the heap), indexed for the queries the
+Responses API serves: by form in processing order, and by token.
 
 Processing order, which ``after``/``before`` follow, is the order of ``submitted_at`` (ties
 in the order responses were added): a response is processed when it is submitted.
@@ -11,13 +13,21 @@ in the order responses were added): a response is processed when it is submitted
 
 from __future__ import annotations
 
+import json
 import secrets
+import shutil
+import sqlite3
+import tempfile
 import threading
 import time
+import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ALL_SCOPES",
@@ -140,13 +150,12 @@ class SimWebhook:
 
 @dataclass
 class SimForm:
-    """A form: its definition, responses and webhooks."""
+    """A form: its definition and webhooks (its responses are rows: ``TypeformState``)."""
 
     id: str
     title: str
     fields: list[SimField]
     hidden: list[str]
-    responses: list[SimResponse] = field(default_factory=list)
     webhooks: dict[str, SimWebhook] = field(default_factory=dict)
 
     def definition(self) -> dict[str, object]:
@@ -160,9 +169,6 @@ class SimForm:
 
     def field_by_ref(self, ref: str) -> SimField | None:
         return next((f for f in self.fields if f.ref == ref), None)
-
-    def response(self, token: str) -> SimResponse | None:
-        return next((r for r in self.responses if r.token == token), None)
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,10 @@ class TypeformState:
         visibility_delay_s: float = 0.0,
         timeout_delay_s: float = 30.0,
         clock: Callable[[], datetime] | None = None,
+        path: Path | None = None,
     ) -> None:
+        """``path`` is the SQLite file for the responses (replaced if there); None: a
+        temporary file, removed with the state."""
         self.lock = threading.RLock()
         self.tokens: dict[str, frozenset[str]] = {
             token: frozenset(scopes)
@@ -209,6 +218,11 @@ class TypeformState:
         self.throttled: Counter[str] = Counter()
         self._window: deque[float] = deque()
         self._seq = 0
+        self._db, folder = _open(path)
+        self._cleanup: Callable[[], object] | None = (
+            None if folder is None else weakref.finalize(self, shutil.rmtree, folder, True)
+        )
+        self._depth = 0
 
     # -- time and ids ---------------------------------------------------------------------
 
@@ -218,6 +232,56 @@ class TypeformState:
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
+
+    # -- storage --------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the lock and one transaction around many writes (seeding a large survey)."""
+        with self.lock:
+            if self._depth == 0:
+                self._db.execute("BEGIN")
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the responses' file (a temporary one is removed)."""
+        with self.lock:
+            self._db.close()
+            if self._cleanup is not None:
+                self._cleanup()
+
+    def select_responses(
+        self, form_id: str, where: str = "1", params: tuple[object, ...] = (),
+        order: str = "submitted_at, seq", limit: int = -1,
+    ) -> list[SimResponse]:  # fmt: skip
+        """The form's responses matching a SQL condition, in ``order`` (deleted ones too
+        unless the condition leaves them out)."""
+        with self.lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM responses WHERE form_id = ? AND ({where}) "
+                f"ORDER BY {order} LIMIT ?",
+                (form_id, *params, limit),
+            ).fetchall()
+        return [_response(row) for row in rows]
+
+    def count_responses(self, form_id: str, where: str, params: tuple[object, ...]) -> int:
+        with self.lock:
+            (found,) = self._db.execute(
+                f"SELECT count(*) FROM responses WHERE form_id = ? AND ({where})",
+                (form_id, *params),
+            ).fetchone()
+        return int(found)
+
+    def response(self, form_id: str, token: str) -> SimResponse | None:
+        """A response of the form by token (deleted ones too: they still anchor a page)."""
+        found = self.select_responses(form_id, "token = ?", (token,), limit=1)
+        return found[0] if found else None
 
     # -- seeding --------------------------------------------------------------------------
 
@@ -295,26 +359,36 @@ class TypeformState:
                 hidden=values,
                 answers=answers,
             )
-            form.responses.append(response)
+            self._db.execute(
+                "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (form_id, response.seq, response.token, _epoch(response.submitted_at),
+                 _epoch(response.landed_at), json.dumps(values), json.dumps(answers),
+                 response.text()),
+            )  # fmt: skip
             return response.token
 
     def delete_responses(self, form_id: str, tokens: Iterable[str]) -> int:
         """Delete responses (as ``DELETE .../responses`` does); returns how many existed."""
-        wanted = set(tokens)
+        wanted = sorted(set(tokens))
         with self.lock:
-            hits = [r for r in self.forms[form_id].responses if r.token in wanted and not r.deleted]
-            for response in hits:
-                response.deleted = True
-            return len(hits)
+            _ = self.forms[form_id]  # an unknown form is a KeyError, as before
+            deleted = 0
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                deleted += self._db.execute(
+                    "UPDATE responses SET deleted = 1 WHERE form_id = ? AND deleted = 0 AND "
+                    f"token IN ({', '.join('?' * len(chunk))})",
+                    (form_id, *chunk),
+                ).rowcount
+            return deleted
 
     # -- inspection -----------------------------------------------------------------------
 
     def live_responses(self, form_id: str) -> list[SimResponse]:
         """The form's responses that are not deleted, in processing order."""
         with self.lock:
-            return sorted(
-                (r for r in self.forms[form_id].responses if not r.deleted), key=lambda r: r.order
-            )
+            _ = self.forms[form_id]  # an unknown form is a KeyError, as before
+            return self.select_responses(form_id, "deleted = 0")
 
     def calls(self, path: str, method: str = "GET") -> list[RecordedRequest]:
         with self.lock:
@@ -333,3 +407,50 @@ class TypeformState:
                 return False
             self._window.append(now)
             return True
+
+
+_SCHEMA = """
+CREATE TABLE responses (
+    form_id TEXT NOT NULL, seq INTEGER PRIMARY KEY, token TEXT NOT NULL,
+    submitted_at INTEGER NOT NULL, landed_at INTEGER NOT NULL, hidden TEXT NOT NULL,
+    answers TEXT NOT NULL, deleted INTEGER NOT NULL, text TEXT NOT NULL
+);
+CREATE INDEX responses_order ON responses (form_id, submitted_at, seq);
+CREATE INDEX responses_landed ON responses (form_id, landed_at, seq);
+CREATE INDEX responses_token ON responses (form_id, token);
+"""
+_COLUMNS = "token, seq, submitted_at, landed_at, hidden, answers, deleted"
+
+
+def _open(path: Path | None) -> tuple[sqlite3.Connection, Path | None]:
+    """The responses' SQLite file: ``path``, or one in a new temporary folder (returned, for
+    the state to remove)."""
+    folder: Path | None = None
+    if path is None:
+        folder = Path(tempfile.mkdtemp(prefix="clm-typeform-sim-"))
+        path = folder / "typeform.sqlite3"
+    else:
+        path.unlink(missing_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    # A simulator's file needs no durability: no journal, no fsync, a small page cache.
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4096"):
+        db.execute(f"PRAGMA {pragma}")
+    db.executescript(_SCHEMA)
+    return db, folder
+
+
+def _epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def _response(row: tuple[Any, ...]) -> SimResponse:
+    token, seq, submitted, landed, hidden, answers, deleted = row
+    return SimResponse(
+        token=token,
+        seq=seq,
+        submitted_at=datetime.fromtimestamp(submitted, UTC),
+        landed_at=datetime.fromtimestamp(landed, UTC),
+        hidden=json.loads(hidden),
+        answers=json.loads(answers),
+        deleted=bool(deleted),
+    )

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from clm_hub import WebhookRequest
 from clm_hub.sandbox import Fault, FaultPlan
 
-from .simstate import RecordedRequest, SimForm, SimResponse, SimWebhook, TypeformState
+from .simstate import RecordedRequest, SimForm, SimWebhook, TypeformState
 from .webhooks import SIGNATURE_HEADER, sign
 
 __all__ = ["TypeformError", "create_app", "delivery", "webhook_body"]
@@ -140,11 +140,12 @@ def _instant(name: str, raw: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _anchor(form: SimForm, name: str, token: str) -> tuple[datetime, int]:
-    response = form.response(token)  # deleted responses still anchor a page
+def _anchor(state: TypeformState, form: SimForm, name: str, token: str) -> tuple[int, int]:
+    """The response's place in processing order, as stored (epoch seconds, sequence)."""
+    response = state.response(form.id, token)  # deleted responses still anchor a page
     if response is None:
         raise _invalid(name, f"{name} is not the token of a response of this form")
-    return response.order
+    return int(response.submitted_at.timestamp()), response.seq
 
 
 def list_responses(state: TypeformState, call: Call) -> tuple[int, Json]:
@@ -157,37 +158,43 @@ def list_responses(state: TypeformState, call: Call) -> tuple[int, Json]:
     if after is not None and before is not None:
         raise _invalid("after", "after cannot be combined with before")
     visible_until = state.now().timestamp() - state.visibility_delay_s
-    rows: list[SimResponse] = [
-        r for r in form.responses if not r.deleted and r.submitted_at.timestamp() <= visible_until
-    ]
+    # Stored instants are whole seconds: ``t <= x`` is ``t <= floor(x)``, ``t >= x`` is
+    # ``t >= ceil(x)``.
+    where = ["deleted = 0", "submitted_at <= ?"]
+    params: list[object] = [math.floor(visible_until)]
     if (raw := q.get("since")) is not None:
-        since = _instant("since", raw)
-        rows = [r for r in rows if r.submitted_at >= since]
+        where.append("submitted_at >= ?")
+        params.append(math.ceil(_instant("since", raw).timestamp()))
     if (raw := q.get("until")) is not None:
-        until = _instant("until", raw)
-        rows = [r for r in rows if r.submitted_at <= until]
+        where.append("submitted_at <= ?")
+        params.append(math.floor(_instant("until", raw).timestamp()))
     if (raw := q.get("included_response_ids")) is not None:
-        wanted = {t for t in raw.split(",") if t}
-        rows = [r for r in rows if r.token in wanted]
+        wanted = sorted({t for t in raw.split(",") if t})
+        where.append(f"token IN ({', '.join('?' * len(wanted))})")
+        params.extend(wanted)
     if (raw := q.get("query")) is not None:
-        needle = raw.casefold()
-        rows = [r for r in rows if needle in r.text()]
+        where.append("instr(text, ?) > 0")
+        params.append(raw.casefold())
     if after is not None:
-        anchor = _anchor(form, "after", after)
-        rows = sorted((r for r in rows if r.order > anchor), key=lambda r: r.order)
+        where.append("(submitted_at, seq) > (?, ?)")
+        params.extend(_anchor(state, form, "after", after))
+        order = "submitted_at, seq"
     elif before is not None:
-        anchor = _anchor(form, "before", before)
-        rows = sorted((r for r in rows if r.order < anchor), key=lambda r: r.order, reverse=True)
+        where.append("(submitted_at, seq) < (?, ?)")
+        params.extend(_anchor(state, form, "before", before))
+        order = "submitted_at DESC, seq DESC"
     else:
         field, _, direction = (sort or "submitted_at,desc").partition(",")
         if field not in ("submitted_at", "landed_at") or direction not in ("asc", "desc"):
             raise _invalid("sort", "sort must be {field},{asc|desc}, e.g. submitted_at,asc")
-        key = (lambda r: r.order) if field == "submitted_at" else (lambda r: (r.landed_at, r.seq))
-        rows = sorted(rows, key=key, reverse=direction == "desc")
+        order = f"{field} {direction}, seq {direction}"
+    condition = " AND ".join(where)
+    total = state.count_responses(form.id, condition, tuple(params))
+    rows = state.select_responses(form.id, condition, tuple(params), order=order, limit=size)
     return 200, {
-        "total_items": len(rows),
-        "page_count": math.ceil(len(rows) / size),
-        "items": [r.to_json() for r in rows[:size]],
+        "total_items": total,
+        "page_count": math.ceil(total / size),
+        "items": [r.to_json() for r in rows],
     }
 
 
@@ -352,7 +359,7 @@ def webhook_body(
     """The JSON body Typeform posts when the response ``token`` is submitted."""
     with state.lock:
         form = state.forms[form_id]
-        response = form.response(token)
+        response = state.response(form_id, token)
         if response is None:
             raise KeyError(f"form {form_id} has no response {token}")
         row = response.to_json()

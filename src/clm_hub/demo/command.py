@@ -20,7 +20,7 @@ __all__ = ["demo"]
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("clm-hub-demo"),
     show_default=True,
-    help="Where the demo writes its config and SQLite store.",
+    help="Where the demo writes its config, its SQLite store and the simulators' data.",
 )
 @click.option("--keep-running", is_flag=True, help="Then run the daemon with new orders arriving.")
 @user_errors

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -37,6 +38,11 @@ from clm_hub.store import open_engine, upgrade
 from clm_hub.sync import CycleResult, ProgressSink, SyncEngine
 from clm_hub.sync_commands import print_cycle
 
+if TYPE_CHECKING:
+    from clm_hub_plugins.hubspot.simstate import HubSpotState
+    from clm_hub_plugins.shopify.sim_state import ShopState
+    from clm_hub_plugins.typeform.simstate import TypeformState
+
 __all__ = ["DemoResult", "DemoWorld", "run_demo"]
 
 
@@ -53,9 +59,10 @@ class DemoResult:
     answers: int
 
 
-LOG_LIMIT = 5_000
+LOG_LIMIT = 500
 """Requests and webhooks each simulator remembers (the newest): enough for the tests'
-checks, and flat for a shop of a million."""
+checks, and small for a shop of a million (a logged Shopify push request holds ~35 kB of
+query and variables: 5,000 of them were ~170 MB)."""
 PROGRESS_FROM = 20_000
 """From this many people on, seeding and the first sync show progress."""
 SURVEY_PER_SECOND = 20
@@ -89,42 +96,52 @@ def _seed(
     assert isinstance(shop, ShopState) and isinstance(crm, HubSpotState)
     assert isinstance(surveys, TypeformState)
     seeded = Seeded()
-    for person in people(count, seed=seed):
-        if progress is not None and ((person.index + 1) % 1000 == 0 or person.index + 1 == count):
-            progress.seeded(person.index + 1)
-        if person.purchases:
-            seeded.buyers += 1
-            customer = shop.add_customer(
-                email=person.email, first_name=person.first_name, phone=person.phone,
-                tags=["newsletter"] if person.index % 4 == 0 else [],
-                created_at=person.joined, updated_at=person.joined,
-            )  # fmt: skip
-            for purchase in person.purchases:
-                seeded.orders += 1
-                shop.add_order(
-                    total=purchase.total, customer_id=customer.id, email=person.email,
-                    currency="USD",
-                    financial_status="REFUNDED" if purchase.status == "REFUNDED" else "PAID",
-                    refunded=purchase.total if purchase.status == "REFUNDED" else Decimal(0),
-                    cancelled_at=purchase.at if purchase.status == "CANCELLED" else None,
-                    created_at=purchase.at, updated_at=purchase.at,
-                )  # fmt: skip
-        elif person.crm_email is not None:
-            seeded.crm_only += 1
-        if person.crm_email is not None:
-            props = {"phone": person.crm_phone} if person.crm_phone else {}
-            crm.add_contact(
-                person.crm_email, firstname=person.first_name, properties=props,
-                created_at=person.joined, modified_at=person.joined,
-            )  # fmt: skip
-        respondent = person.email if person.purchases else person.crm_email
-        for answer in person.nps if respondent is not None else ():
-            # The survey link carries the address the shop knows (hidden field `email`).
-            seeded.answers += 1
-            surveys.add_response(
-                SURVEY_FORM, score=answer.score, email=respondent, submitted_at=answer.at
-            )
+    with shop.batch(), crm.batch(), surveys.batch():
+        for person in people(count, seed=seed):
+            _seed_person(shop, crm, surveys, person, seeded)
+            if progress is not None and (
+                (person.index + 1) % 1000 == 0 or person.index + 1 == count
+            ):
+                progress.seeded(person.index + 1)
     return seeded
+
+
+def _seed_person(
+    shop: ShopState, crm: HubSpotState, surveys: TypeformState, person: Person, seeded: Seeded
+) -> None:
+    """Put one person into the tools that know them (one at a time: flat memory)."""
+    if person.purchases:
+        seeded.buyers += 1
+        customer = shop.add_customer(
+            email=person.email, first_name=person.first_name, phone=person.phone,
+            tags=["newsletter"] if person.index % 4 == 0 else [],
+            created_at=person.joined, updated_at=person.joined,
+        )  # fmt: skip
+        for purchase in person.purchases:
+            seeded.orders += 1
+            shop.add_order(
+                total=purchase.total, customer_id=customer.id, email=person.email,
+                currency="USD",
+                financial_status="REFUNDED" if purchase.status == "REFUNDED" else "PAID",
+                refunded=purchase.total if purchase.status == "REFUNDED" else Decimal(0),
+                cancelled_at=purchase.at if purchase.status == "CANCELLED" else None,
+                created_at=purchase.at, updated_at=purchase.at,
+            )  # fmt: skip
+    elif person.crm_email is not None:
+        seeded.crm_only += 1
+    if person.crm_email is not None:
+        props = {"phone": person.crm_phone} if person.crm_phone else {}
+        crm.add_contact(
+            person.crm_email, firstname=person.first_name, properties=props,
+            created_at=person.joined, modified_at=person.joined,
+        )  # fmt: skip
+    respondent = person.email if person.purchases else person.crm_email
+    for answer in person.nps if respondent is not None else ():
+        # The survey link carries the address the shop knows (hidden field `email`).
+        seeded.answers += 1
+        surveys.add_response(
+            SURVEY_FORM, score=answer.score, email=respondent, submitted_at=answer.at
+        )
 
 
 def _write_config(folder: Path, shop_url: str, crm_url: str, survey_url: str, shop: object) -> Path:
@@ -175,13 +192,30 @@ class DemoWorld:
         self.customers, self.seed, self.folder = customers, seed, folder
         self.seeding = seeding
         # Generous limits (a large plan's): the demo shows the engine, not the waiting.
-        self.shop = ShopState(bucket_capacity=20_000.0, restore_rate=20_000.0, log_limit=LOG_LIMIT)
-        self.crm = HubSpotState(
-            rate_limits=RateLimits(burst_limit=1000, search_per_second=100), log_limit=LOG_LIMIT
+        # The simulators keep their records in SQLite files in the folder (flat memory).
+        folder.mkdir(parents=True, exist_ok=True)
+        self.shop = ShopState(
+            bucket_capacity=20_000.0,
+            restore_rate=20_000.0,
+            log_limit=LOG_LIMIT,
+            path=folder / "shopify-sim.sqlite3",
         )
-        self.surveys = TypeformState(requests_per_second=SURVEY_PER_SECOND, retry_after_s=0.1)
+        self.crm = HubSpotState(
+            rate_limits=RateLimits(burst_limit=1000, search_per_second=100),
+            log_limit=LOG_LIMIT,
+            path=folder / "hubspot-sim.sqlite3",
+        )
+        self.surveys = TypeformState(
+            requests_per_second=SURVEY_PER_SECOND,
+            retry_after_s=0.1,
+            path=folder / "typeform-sim.sqlite3",
+        )
         self.surveys.add_form(SURVEY_FORM)
         self._stack = ExitStack()
+        # Closed last, after the servers stopped.
+        self._stack.callback(self.surveys.close)
+        self._stack.callback(self.crm.close)
+        self._stack.callback(self.shop.close)
 
     def __enter__(self) -> DemoWorld:
         from clm_hub_plugins.hubspot.simulator import create_app as hubspot_app
@@ -327,9 +361,8 @@ def _show(out: Console, engine: Engine, shop: object, crm: object) -> None:
                 ).render(),
                 markup=False,
             )
-    tagged = sum(1 for c in shop.customers.values() if any(t.startswith("clm:") for t in c.tags))
-    with crm.lock:
-        stamped = sum(1 for c in crm.objects["contacts"].values() if c.properties.get("clm_stage"))
+    tagged = shop.count_tagged("clm:")
+    stamped = crm.objects["contacts"].count_having("clm_stage")
     out.print(
         f"Pushed: {tagged:,} Shopify customers carry clm: tags (their other tags untouched); "
         f"{stamped:,} HubSpot contacts have the clm_stage property."
@@ -361,9 +394,10 @@ def _keep_running(
 
     def new_orders() -> None:
         rng = random.Random(seed)
-        buyers = list(shop.customers.values())
-        while buyers and not stop.wait(3.0):
-            buyer = rng.choice(buyers)
+        while len(shop.customers) and not stop.wait(3.0):
+            buyer = shop.customer_at(rng.randrange(len(shop.customers)))
+            if buyer is None:
+                continue
             now = datetime.now(UTC)
             shop.add_order(
                 total=Decimal(f"{rng.uniform(15, 120):.2f}"), customer_id=buyer.id,

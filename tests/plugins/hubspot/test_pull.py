@@ -8,7 +8,7 @@ import httpx
 
 from clm_hub import OrderStatus, StreamCursor
 from clm_hub_plugins.hubspot.simstate import HubSpotState
-from clm_hub_plugins.hubspot.vendor import parse_timestamp
+from clm_hub_plugins.hubspot.vendor import parse_timestamp, to_ms
 
 from .conftest import TOKEN, Factory, ago
 
@@ -122,3 +122,30 @@ async def test_pull_orders_reads_won_deals_then_commerce_orders_linked_to_contac
     assert {r.customer_external_id for r in records.values()} == {ann}
     between = pages[0].cursor
     assert between is not None and between.token is not None and '"orders"' in between.token
+
+
+def test_search_from_a_last_modified_floor_matches_a_full_scan(
+    state: HubSpotState, sim_url: str
+) -> None:
+    """A search bounded below by last-modified reads only the rows at or after the floor
+    (by index); the answer is what filtering every row gives, at millisecond precision."""
+    floor = ago(hours=2).replace(microsecond=123_456)
+    before = state.add_contact("before@example.com", modified_at=floor.replace(microsecond=122_999))
+    same_ms = state.add_contact("same@example.com", modified_at=floor.replace(microsecond=123_001))
+    after = state.add_contact("after@example.com", modified_at=ago(minutes=1))
+    stamp = str(to_ms(floor))
+
+    def found(groups: list[object]) -> set[str]:
+        answer = httpx.post(
+            f"{sim_url}/crm/v3/objects/contacts/search",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"filterGroups": groups, "limit": 100},
+        )
+        assert answer.status_code == 200, answer.text
+        return {r["id"] for r in answer.json()["results"]}
+
+    gte = {"propertyName": "lastmodifieddate", "operator": "GTE", "value": stamp}
+    email = {"propertyName": "email", "operator": "EQ", "value": "before@example.com"}
+    assert found([{"filters": [gte]}]) == {same_ms, after}
+    # One group without a floor: every row is scanned.
+    assert found([{"filters": [gte]}, {"filters": [email]}]) == {before, same_ms, after}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -200,3 +203,19 @@ def test_bulk_result_needs_its_signature(api: httpx.Client, state: ShopState) ->
         '{"id":"gid://shopify/Customer/7002"}',
     ]
     assert httpx.get(url.split("?", maxsplit=1)[0]).status_code == 403
+
+
+def test_records_live_in_the_file_and_a_held_record_sees_changes(tmp_path: Path) -> None:
+    state = ShopState(path=tmp_path / "shop.sqlite3")
+    with state.batch():
+        state.seed(customers=2_500, orders=10)  # more than one page of rows
+    assert len(state.customers) == 2_500
+    assert sum(1 for _ in state.customers.values()) == 2_500  # walked page by page
+    held = state.customers[7001]
+    state.update_customer(7001, tags=["VIP", "b"])
+    assert held.tags == ["VIP", "b"]  # the record a test holds is the live one
+    gone = weakref.ref(state.customers[7002])
+    gc.collect()
+    assert gone() is None  # the state keeps no record on the heap
+    assert state.customers[7002].email == "person1@example.com"
+    state.close()
