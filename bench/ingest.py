@@ -99,7 +99,7 @@ def single(contacts: int, orders: int, page_size: int, in_process: bool) -> dict
             source["base_url"] = stack.enter_context(api_process(source))
         folder = stack.enter_context(tempfile.TemporaryDirectory())
         url = f"sqlite:///{folder}/bench.sqlite3"
-        engine = open_engine(url)
+        engine = open_engine(url, background_checkpoints=True)  # as `clm-hub sync` does
         upgrade(engine)
         settings = HubSettings(
             database_url=url,

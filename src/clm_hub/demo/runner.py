@@ -237,7 +237,7 @@ class DemoWorld:
             self.folder, self.shop_url, self.crm_url, self.survey_url, self.shop
         )
         self.settings = load_settings(self.config)
-        self.engine = open_engine(self.settings.database_url)
+        self.engine = open_engine(self.settings.database_url, background_checkpoints=True)
         self._stack.callback(self.engine.dispose)
         upgrade(self.engine)
         return self
