@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import sqlite3
-import tempfile
 import threading
 import time
 import weakref
@@ -34,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from clm_hub.testing.simfile import SimulatorFile
 
 __all__ = [
     "DEFAULT_CLIENT_SECRET",
@@ -226,11 +226,9 @@ class HubSpotState:
         self.timeout_delay_s = timeout_delay_s
         self.portal_id = portal_id
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._db, folder = _open(path)
-        self._cleanup: Callable[[], object] | None = (
-            None if folder is None else weakref.finalize(self, shutil.rmtree, folder, True)
-        )
-        self._depth = 0
+        self._file = SimulatorFile(path, name="hubspot", cache_kib=8192)
+        self._db = self._file.db
+        self._db.executescript(_SCHEMA)
         self.objects: dict[str, ObjectTable] = {
             t: ObjectTable(self._db, self.lock, t) for t in MODIFIED_PROPERTY
         }
@@ -263,23 +261,13 @@ class HubSpotState:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Hold the lock and one transaction around many writes (seeding a large portal)."""
-        with self.lock:
-            if self._depth == 0:
-                self._db.execute("BEGIN")
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._db.execute("COMMIT")
+        with self.lock, self._file.batch():
+            yield
 
     def close(self) -> None:
         """Close the records' file (a temporary one is removed)."""
         with self.lock:
-            self._db.close()
-            if self._cleanup is not None:
-                self._cleanup()
+            self._file.close()
 
     # -- seeding --------------------------------------------------------------------------
 
@@ -497,23 +485,6 @@ PAGE = 1000
 
 Row = tuple[Any, ...]
 """A row as sqlite3 returns it: id, created_us, updated_us, archived, properties."""
-
-
-def _open(path: Path | None) -> tuple[sqlite3.Connection, Path | None]:
-    """The records' SQLite file: ``path``, or one in a new temporary folder (returned, for
-    the state to remove)."""
-    folder: Path | None = None
-    if path is None:
-        folder = Path(tempfile.mkdtemp(prefix="clm-hubspot-sim-"))
-        path = folder / "hubspot.sqlite3"
-    else:
-        path.unlink(missing_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    # A simulator's file needs no durability: no journal, no fsync, a small page cache.
-    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192"):
-        db.execute(f"PRAGMA {pragma}")
-    db.executescript(_SCHEMA)
-    return db, folder
 
 
 class ObjectTable(MutableMapping[int, SimObject]):

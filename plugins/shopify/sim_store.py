@@ -13,16 +13,15 @@ One connection serves every thread: callers hold ``ShopState.lock`` around each 
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-import tempfile
 import weakref
 from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import RLock
 from typing import Any, Generic, TypeVar
+
+from clm_hub.testing.simfile import SimulatorFile
 
 __all__ = ["PAGE", "RecordTable", "ShopStore", "epoch", "instant"]
 
@@ -94,41 +93,18 @@ class ShopStore:
     """The SQLite file behind one simulated shop (a temporary one unless ``path`` is given)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        if path is None:
-            folder = Path(tempfile.mkdtemp(prefix="clm-shopify-sim-"))
-            path = folder / "shop.sqlite3"
-            self._cleanup: weakref.finalize[..., ShopStore] | None = weakref.finalize(
-                self, shutil.rmtree, folder, True
-            )
-        else:
-            path.unlink(missing_ok=True)
-            self._cleanup = None
-        self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        # A simulator's file needs no durability: no journal, no fsync, a small page cache.
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-8192"):
-            self.db.execute(f"PRAGMA {pragma}")
+        self._file = SimulatorFile(path, name="shopify")
+        self.path = self._file.path
+        self.db = self._file.db
         self.db.create_function("has_tag", 2, _has_tag, deterministic=True)
         self.db.executescript(_SCHEMA)
-        self._depth = 0
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> AbstractContextManager[None]:
         """One transaction around many writes (seeding); nests."""
-        if self._depth == 0:
-            self.db.execute("BEGIN")
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                self.db.execute("COMMIT")
+        return self._file.batch()
 
     def close(self) -> None:
-        self.db.close()
-        if self._cleanup is not None:
-            self._cleanup()
+        self._file.close()
 
 
 Row = tuple[Any, ...]

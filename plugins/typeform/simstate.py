@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import sqlite3
-import tempfile
 import threading
 import time
-import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from clm_hub.testing.simfile import SimulatorFile
 
 __all__ = [
     "ALL_SCOPES",
@@ -218,11 +216,9 @@ class TypeformState:
         self.throttled: Counter[str] = Counter()
         self._window: deque[float] = deque()
         self._seq = 0
-        self._db, folder = _open(path)
-        self._cleanup: Callable[[], object] | None = (
-            None if folder is None else weakref.finalize(self, shutil.rmtree, folder, True)
-        )
-        self._depth = 0
+        self._file = SimulatorFile(path, name="typeform", cache_kib=4096)
+        self._db = self._file.db
+        self._db.executescript(_SCHEMA)
 
     # -- time and ids ---------------------------------------------------------------------
 
@@ -238,23 +234,13 @@ class TypeformState:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Hold the lock and one transaction around many writes (seeding a large survey)."""
-        with self.lock:
-            if self._depth == 0:
-                self._db.execute("BEGIN")
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._db.execute("COMMIT")
+        with self.lock, self._file.batch():
+            yield
 
     def close(self) -> None:
         """Close the responses' file (a temporary one is removed)."""
         with self.lock:
-            self._db.close()
-            if self._cleanup is not None:
-                self._cleanup()
+            self._file.close()
 
     def select_responses(
         self, form_id: str, where: str = "1", params: tuple[object, ...] = (),
@@ -420,23 +406,6 @@ CREATE INDEX responses_landed ON responses (form_id, landed_at, seq);
 CREATE INDEX responses_token ON responses (form_id, token);
 """
 _COLUMNS = "token, seq, submitted_at, landed_at, hidden, answers, deleted"
-
-
-def _open(path: Path | None) -> tuple[sqlite3.Connection, Path | None]:
-    """The responses' SQLite file: ``path``, or one in a new temporary folder (returned, for
-    the state to remove)."""
-    folder: Path | None = None
-    if path is None:
-        folder = Path(tempfile.mkdtemp(prefix="clm-typeform-sim-"))
-        path = folder / "typeform.sqlite3"
-    else:
-        path.unlink(missing_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    # A simulator's file needs no durability: no journal, no fsync, a small page cache.
-    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-4096"):
-        db.execute(f"PRAGMA {pragma}")
-    db.executescript(_SCHEMA)
-    return db, folder
 
 
 def _epoch(value: datetime) -> int:
