@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any, Final
 
@@ -155,17 +156,23 @@ class Backend:
 
     # -- raw I/O ----------------------------------------------------------------------------
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement with ``?`` parameters; returns the affected row count."""
+    @contextmanager
+    def _cursor(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """A DBAPI cursor that has run ``sql`` (``?`` parameters), closed afterwards."""
         cursor = self.connection.connection.cursor()
         try:
             if params:
                 cursor.execute(self._marks(sql), tuple(params))
             else:
                 cursor.execute(sql)
-            return int(cursor.rowcount)
+            yield cursor
         finally:
             cursor.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement with ``?`` parameters; returns the affected row count."""
+        with self._cursor(sql, params) as cursor:
+            return int(cursor.rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         """Insert rows in batches of ``WRITE_ROWS``; returns how many were written."""
@@ -191,20 +198,10 @@ class Backend:
     def iter_float_batches(
         self, sql: str, params: Sequence[Any] = ()
     ) -> Iterator[NDArray[np.float64]]:
-        cursor = self.connection.connection.cursor()
-        try:
-            if params:
-                cursor.execute(self._marks(sql), tuple(params))
-            else:
-                cursor.execute(sql)
+        with self._cursor(sql, params) as cursor:
             width = len(cursor.description or ())
-            while True:
-                rows = cursor.fetchmany(FETCH_ROWS)
-                if not rows:
-                    break
+            while rows := cursor.fetchmany(FETCH_ROWS):
                 yield np.array(rows, dtype=np.float64).reshape(len(rows), width)
-        finally:
-            cursor.close()
 
     def fetch_ints(self, sql: str, params: Sequence[Any] = ()) -> NDArray[np.int64]:
         """The first column of every row, as integers (no NULLs), read in batches."""
@@ -218,27 +215,13 @@ class Backend:
         self, sql: str, size: int, params: Sequence[Any] = ()
     ) -> Iterator[Sequence[Any]]:
         """The rows of a query as the driver returns them, ``size`` at a time."""
-        cursor = self.connection.connection.cursor()
-        try:
-            if params:
-                cursor.execute(self._marks(sql), tuple(params))
-            else:
-                cursor.execute(sql)
+        with self._cursor(sql, params) as cursor:
             while rows := cursor.fetchmany(size):
                 yield rows
-        finally:
-            cursor.close()
 
     def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cursor = self.connection.connection.cursor()
-        try:
-            if params:
-                cursor.execute(self._marks(sql), tuple(params))
-            else:
-                cursor.execute(sql)
+        with self._cursor(sql, params) as cursor:
             return [tuple(row) for row in cursor.fetchall()]
-        finally:
-            cursor.close()
 
     def _marks(self, sql: str) -> str:
         """``?`` placeholders in psycopg's style (the SQL here never contains ``?`` or ``%``)."""
