@@ -45,7 +45,7 @@ def test_parse_page_rejects_bad_rows_with_reasons_and_keeps_the_rest() -> None:
     reasons = {r.external_id: r.reason for r in page.rejected}
     assert set(reasons) == {"2", "3", "4", "5"}
     assert "total" in reasons["2"] and "greater than or equal to 0" in reasons["2"]
-    assert "time zone" in reasons["3"]
+    assert "timezone info" in reasons["3"]
     assert "missing field 'created_at'" in reasons["4"]
     assert "InvalidOperation" in reasons["5"]
     assert all(r.payload for r in page.rejected)
@@ -109,7 +109,7 @@ def test_parse_json_page_rejects_bad_rows_with_reasons_and_keeps_the_rest() -> N
     assert [r.external_id for r in page.records] == ["1", "6"]
     reasons = {r.external_id: r.reason for r in page.rejected}
     assert reasons["2"] == "total: Input should be greater than or equal to 0"
-    assert "time zone" in reasons["3"]
+    assert "timezone info" in reasons["3"]
     assert reasons["4"] == "colour: Extra inputs are not permitted"
     assert None in reasons and len(page.rejected) == 4
     assert json.loads(page.rejected[0].payload)["external_id"] == "2"

@@ -222,7 +222,7 @@ def _ingest_facts(
     }
 
     work: list[_Fact] = []
-    references: dict[str, str | None] = {}  # customer reference -> email on the record
+    references: dict[str, str | None] = {}  # customer reference -> its normalised email
     for record in latest.values():
         digest = content_hash(record)
         known = existing.get(record.external_id)
@@ -232,7 +232,7 @@ def _ingest_facts(
         email = normalise_email(record.email, ctx.rules)
         reference = record.customer_external_id or (f"guest:{email}" if email else None)
         if reference is not None and reference not in references:
-            references[reference] = record.email
+            references[reference] = email
         work.append(_Fact(record, digest, email, reference))
     if not work:
         return counts

@@ -536,15 +536,16 @@ def _learns_email(stored: str, digest: str, email: str | None) -> bool:
 def placeholders_to_write(
     conn: Connection, ctx: IdentityContext, references: Mapping[str, str | None]
 ) -> tuple[dict[str, int | None], list[ContactRecord]]:
-    """For the people orders or answers refer to (reference -> email on the record): the
-    customers of those already linked, and the placeholder records to write for the rest
-    (unknown references, and placeholders that now learn an email)."""
+    """For the people orders or answers refer to (reference -> normalised email on the
+    record): the customers of those already linked, and the placeholder records to write
+    for the rest (unknown references, and placeholders that now learn an email)."""
     customers: dict[str, int | None] = {}
     for ext, customer, digest in select_in(conn, _PLACEHOLDER_SQL, references, (ctx.source,)):
+        email = references[ext]
+        # Most references are real contacts: only a placeholder's hash is worth computing.
+        if email is not None and is_placeholder(digest) and digest != placeholder_hash(email):
+            continue
         customers[ext] = customer
-        email = normalise_email(references[ext], ctx.rules)
-        if _learns_email(digest, placeholder_hash(email), email):
-            del customers[ext]
     records = [
         ContactRecord(external_id=ext, email=email)
         for ext, email in references.items()

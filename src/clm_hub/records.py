@@ -17,6 +17,7 @@ from typing import Annotated, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,15 +44,17 @@ __all__ = [
 
 
 def _as_utc(value: datetime) -> datetime:
-    """Naive datetimes are ambiguous across tools; we refuse them rather than guess."""
-    if value.tzinfo is UTC:  # the usual case, and this runs for every timestamp of a page
-        return value
-    if value.tzinfo is None:
-        raise ValueError("timestamp has no time zone")
-    return value.astimezone(UTC)
+    """Any other offset becomes UTC, so equal instants serialise (and hash) alike.
+
+    Runs for every timestamp of every page: the zero-offset test is the cheap usual case
+    (pydantic's parsed ``Z`` carries its own zero-offset tzinfo, not ``UTC``).
+    """
+    return value if not value.utcoffset() else value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+# Naive timestamps are ambiguous across tools: refused (in pydantic's compiled validator)
+# rather than guessed.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]

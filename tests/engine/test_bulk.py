@@ -98,3 +98,21 @@ def test_bulk_update_and_select_in(store: Engine) -> None:
             conn, "SELECT id FROM customer WHERE email = ? AND id IN", ids, ["p3@example.com"]
         )
         assert params == [(ids[3],)]
+
+
+def test_whole_column_timestamps_match_the_per_value_processor() -> None:
+    """The column converter (pydantic-core's ISO text, re-cut) stores exactly what the
+    per-value processor does, for UTC values, other offsets and missing values alike."""
+    from pydantic import TypeAdapter
+
+    from clm_hub.store.bulk import _sqlite_utc_text, _sqlite_utc_texts
+
+    parsed = TypeAdapter(list[datetime]).validate_json(
+        b'["2026-03-01T12:00:00Z", "2026-03-01T12:00:00.000007Z", "2026-03-01T12:00:00+02:00"]'
+    )  # pydantic's own zero-offset tzinfo, not ``UTC``
+    column = [*MOMENTS, None, *parsed, datetime(2026, 3, 1, tzinfo=timezone(timedelta(seconds=30)))]
+    expected = [None if v is None else _sqlite_utc_text(v) for v in column]
+    assert _sqlite_utc_texts(column) == expected
+    assert expected[-2] == "2026-03-01 10:00:00.000000"
+    with pytest.raises(ValueError, match="naive"):
+        _sqlite_utc_texts([MOMENTS[0], datetime(2026, 1, 1)])
