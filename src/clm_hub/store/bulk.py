@@ -65,10 +65,11 @@ def _sqlite_utc_texts(values: Sequence[datetime | None]) -> list[str | None]:
     """``_sqlite_utc_text`` for a whole column: pydantic-core writes every value's ISO
     text in one call, several times cheaper than ``isoformat`` per value (a page holds
     thousands). Values it does not write in UTC go through the exact per-value path."""
-    texts = json.loads(_DATETIMES.dump_json(values, warnings=False))
+    column = values if isinstance(values, list) else list(values)
+    texts = json.loads(_DATETIMES.dump_json(column, warnings=False))
     out: list[str | None] = []
     append = out.append
-    for value, iso in zip(values, texts, strict=True):
+    for value, iso in zip(column, texts, strict=True):
         # "YYYY-MM-DDTHH:MM:SS[.ffffff]Z": pydantic writes "Z" only for a zero offset.
         size = len(iso) if type(iso) is str else 0
         if size == 27 and iso[26] == "Z":
