@@ -18,23 +18,16 @@ from sqlalchemy import Connection, Engine, insert, text, update
 from sqlalchemy.sql.schema import Table
 
 from clm_hub.cursors import save_cursor
-from clm_hub.identity import normalise_email
 from clm_hub.linking import (
     IdentityContext,
-    content_hash,
     ingest_contacts,
     mark_dirty,
     order_t,
     placeholders_to_write,
     response_t,
 )
-from clm_hub.records import (
-    OrderRecord,
-    OrderStatus,
-    Page,
-    Rejection,
-    SurveyResponseRecord,
-)
+from clm_hub.prepare import PreparedFacts, PreparedPage, PrepareRules, combine, prepare_page
+from clm_hub.records import Page, Rejection
 from clm_hub.store.bulk import insert_columns, select_in, update_columns
 from clm_hub.store.tables import RejectedRecord, SyncRun
 
@@ -105,7 +98,7 @@ class PageWriter:
         self,
         ctx_factory: Callable[[datetime], IdentityContext],
         stream: Stream,
-        pages: Sequence[Page[Any]],
+        pages: Sequence[Page[Any] | PreparedPage],
         *,
         run_row_id: int | None,
         run_id: str,
@@ -115,14 +108,8 @@ class PageWriter:
         """Ingest consecutive ``pages`` of one stream in one transaction, with the cursor
         of the last: when a tool answers faster than the store writes, the pages waiting
         share one commit and one set of lookups. A crash loses the batch and the cursor
-        together, so the next run re-reads exactly that."""
-        if len(pages) == 1:
-            [page] = pages
-            records, rejected = page.records, page.rejected
-        else:
-            records = [record for page in pages for record in page.records]
-            rejected = [row for page in pages for row in page.rejected]
-        cursor = next((p.cursor for p in reversed(pages) if p.cursor is not None), None)
+        together, so the next run re-reads exactly that. Pages come as a connector yields
+        them or already prepared by a pull worker."""
         with self.lock, self.engine.connect() as conn:
             transaction = conn.begin()
             try:
@@ -130,13 +117,22 @@ class PageWriter:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INGEST_LOCK})
                 now = self._now()
                 ctx = ctx_factory(now)
-                counts = _ingest(conn, ctx, stream, records)
+                rules = PrepareRules(
+                    ctx.rules, ctx.default_region, ctx.tag_prefix, self.engine.url.drivername
+                )
+                page = combine(
+                    [
+                        p if isinstance(p, PreparedPage) else prepare_page(stream, p, rules)
+                        for p in pages
+                    ]
+                )
+                counts = _ingest(conn, ctx, stream, page)
                 counts.pages = len(pages)
-                counts.read = len(records) + len(rejected)
-                counts.rejected = len(rejected)
-                _reject(conn, ctx, stream, run_id, rejected)
-                if cursor is not None:
-                    save_cursor(conn, ctx.source, stream, cursor_version, cursor, now)
+                counts.read = page.records + len(page.rejected)
+                counts.rejected = len(page.rejected)
+                _reject(conn, ctx, stream, run_id, page.rejected)
+                if page.cursor is not None:
+                    save_cursor(conn, ctx.source, stream, cursor_version, page.cursor, now)
                 if run_row_id is not None:
                     _count(conn, run_row_id, counts)
             except BaseException:
@@ -150,10 +146,11 @@ class PageWriter:
 
 
 def _ingest(
-    conn: Connection, ctx: IdentityContext, stream: Stream, records: Sequence[Any]
+    conn: Connection, ctx: IdentityContext, stream: Stream, page: PreparedPage
 ) -> PageCounts:
-    if stream == "contacts":
-        result = ingest_contacts(conn, ctx, records)
+    if page.contacts is not None:
+        contacts = page.contacts
+        result = ingest_contacts(conn, ctx, contacts.records, keys=contacts)
         return PageCounts(
             inserted=result.inserted,
             updated=result.updated,
@@ -162,56 +159,19 @@ def _ingest(
             merges=result.merges,
             dirty_customers=result.dirty_customers,
         )
-    if stream == "orders":
-        return _ingest_facts(conn, ctx, order_t, records, _order_columns)
-    return _ingest_facts(conn, ctx, response_t, records, _response_columns)
-
-
-_STATUS_TEXT = {status: status.value for status in OrderStatus}  # faster than ``.value``
-
-
-def _order_columns(records: Sequence[OrderRecord]) -> dict[str, list[Any]]:
-    return {
-        "placed_at": [r.placed_at for r in records],
-        "source_updated_at": [r.updated_at for r in records],
-        "total": [r.total for r in records],
-        "refunded": [r.refunded for r in records],
-        "currency": [r.currency for r in records],
-        "status": [_STATUS_TEXT[r.status] for r in records],
-    }
-
-
-def _response_columns(records: Sequence[SurveyResponseRecord]) -> dict[str, list[Any]]:
-    return {
-        "survey_id": [r.survey_id for r in records],
-        "score": [r.score for r in records],
-        "answered_at": [r.answered_at for r in records],
-        "comment": [r.comment for r in records],
-    }
-
-
-@dataclass
-class _Fact:
-    """An order or survey answer to write, with what the page decided about it."""
-
-    record: Any
-    digest: str
-    email: str | None
-    reference: str | None
-    customer: int | None = None
-    row_id: int | None = None
+    if page.facts is None or not len(page.facts):
+        return PageCounts()
+    return _ingest_facts(conn, ctx, order_t if stream == "orders" else response_t, page.facts)
 
 
 def _ingest_facts(
-    conn: Connection,
-    ctx: IdentityContext,
-    table: Table,
-    records: Sequence[OrderRecord] | Sequence[SurveyResponseRecord],
-    to_columns: Callable[[list[Any]], dict[str, list[Any]]],
+    conn: Connection, ctx: IdentityContext, table: Table, facts: PreparedFacts
 ) -> PageCounts:
     """Orders and survey answers: rows that belong to a customer found by reference."""
     counts = PageCounts()
-    latest = {r.external_id: r for r in records}
+    latest: dict[str, int] = {}
+    for index, ext in enumerate(facts.external_ids):  # the last copy in a page wins
+        latest[ext] = index
     lookup = (
         f"SELECT external_id, id, content_hash, customer_id FROM {table.name}"
         " WHERE source = ? AND external_id IN"
@@ -221,48 +181,52 @@ def _ingest_facts(
         for ext, row_id, digest, customer in select_in(conn, lookup, latest, (ctx.source,))
     }
 
-    work: list[_Fact] = []
-    references: dict[str, str | None] = {}  # customer reference -> its normalised email
-    for record in latest.values():
-        digest = content_hash(record)
-        known = existing.get(record.external_id)
-        if known is not None and known[1] == digest:
+    work: list[int] = []  # indexes into ``facts`` of the rows to write
+    references: list[str | None] = []
+    wanted: dict[str, str | None] = {}  # customer reference -> its normalised email
+    digests, emails, owners = facts.digests, facts.emails, facts.customer_external_ids
+    for ext, index in latest.items():
+        known = existing.get(ext)
+        if known is not None and known[1] == digests[index]:
             counts.unchanged += 1
             continue
-        email = normalise_email(record.email, ctx.rules)
-        reference = record.customer_external_id or (f"guest:{email}" if email else None)
-        if reference is not None and reference not in references:
-            references[reference] = email
-        work.append(_Fact(record, digest, email, reference))
+        email = emails[index]
+        reference = owners[index] or (f"guest:{email}" if email else None)
+        if reference is not None and reference not in wanted:
+            wanted[reference] = email
+        work.append(index)
+        references.append(reference)
     if not work:
         return counts
 
-    linked_before, missing = placeholders_to_write(conn, ctx, references)
+    linked_before, missing = placeholders_to_write(conn, ctx, wanted)
     linked = ingest_contacts(conn, ctx, missing, placeholders=True)
     linked.customer_by_external_id.update(linked_before)
     counts.dirty_customers |= linked.dirty_customers
     counts.merges += linked.merges
     customer_of = linked.customer_by_external_id
-    new: list[_Fact] = []
-    changed: list[_Fact] = []
-    for fact in work:
-        fact.customer = customer_of.get(fact.reference) if fact.reference else None
-        if fact.customer is not None:
-            counts.dirty_customers.add(fact.customer)
-        known = existing.get(fact.record.external_id)
+    new: list[tuple[int, int | None]] = []
+    changed: list[tuple[int, int | None]] = []
+    changed_ids: list[int] = []
+    for index, reference in zip(work, references, strict=True):
+        customer = customer_of.get(reference) if reference else None
+        if customer is not None:
+            counts.dirty_customers.add(customer)
+        known = existing.get(facts.external_ids[index])
         if known is None:
-            new.append(fact)
+            new.append((index, customer))
         else:
-            fact.row_id = known[0]
-            changed.append(fact)
+            changed.append((index, customer))
+            changed_ids.append(known[0])
             if known[2] is not None:
                 counts.dirty_customers.add(known[2])
+    stored = facts.values.keys()  # prepared as the driver takes them
     if new:
-        insert_columns(conn, table, _fact_columns(ctx, table, new, to_columns))
+        insert_columns(conn, table, _fact_columns(ctx, table, facts, new), stored=stored)
     if changed:
-        columns = _fact_columns(ctx, table, changed, to_columns)
-        columns["id"] = [fact.row_id for fact in changed]
-        update_columns(conn, table, columns)
+        columns = _fact_columns(ctx, table, facts, changed)
+        columns["id"] = changed_ids
+        update_columns(conn, table, columns, stored=stored)
     counts.inserted = len(new)
     counts.updated = len(changed)
     mark_dirty(conn, counts.dirty_customers, ctx.now)
@@ -272,21 +236,23 @@ def _ingest_facts(
 def _fact_columns(
     ctx: IdentityContext,
     table: Table,
-    facts: Sequence[_Fact],
-    to_columns: Callable[[list[Any]], dict[str, list[Any]]],
+    facts: PreparedFacts,
+    rows: Sequence[tuple[int, int | None]],
 ) -> dict[str, list[Any]]:
-    """The rows to write, column by column (cheaper than a mapping per row)."""
-    records = [fact.record for fact in facts]
-    columns = to_columns(records)
-    columns["source"] = [ctx.source] * len(facts)
-    columns["external_id"] = [r.external_id for r in records]
-    columns["customer_id"] = [fact.customer for fact in facts]
-    columns["source_customer_id"] = [r.customer_external_id for r in records]
+    """The rows to write (index into ``facts``, customer), column by column."""
+    picked = [index for index, _ in rows]
+    columns = {name: [values[i] for i in picked] for name, values in facts.values.items()}
+    columns["source"] = [ctx.source] * len(rows)
+    columns["external_id"] = [facts.external_ids[i] for i in picked]
+    columns["customer_id"] = [customer for _, customer in rows]
+    columns["source_customer_id"] = [facts.customer_external_ids[i] for i in picked]
     # A forgotten person's email is not kept, even on their orders.
-    columns["email"] = [fact.email if fact.customer is not None else None for fact in facts]
-    columns["content_hash"] = [fact.digest for fact in facts]
+    emails = facts.emails
+    columns["email"] = [emails[i] if customer is not None else None for i, customer in rows]
+    columns["content_hash"] = [facts.digests[i] for i in picked]
     if table is order_t:
-        columns["deleted_at"] = [ctx.now if r.deleted else None for r in records]
+        deleted = facts.deleted
+        columns["deleted_at"] = [ctx.now if deleted[i] else None for i in picked]
     return columns
 
 

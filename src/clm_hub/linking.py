@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
@@ -174,6 +174,14 @@ class ContactBatchResult:
     """Records whose owned tags in the tool differ from what the hub last pushed."""
 
 
+class ContactKeys(Protocol):
+    """Per-record values derived from a page of contacts (``prepare.PreparedContacts``)."""
+
+    emails: list[str | None]
+    phones: list[str | None]
+    digests: list[str]
+
+
 _NO_TAGS: tuple[str, ...] = ()
 
 
@@ -261,36 +269,48 @@ def ingest_contacts(
     records: Sequence[ContactRecord],
     *,
     placeholders: bool = False,
+    keys: ContactKeys | None = None,
 ) -> ContactBatchResult:
     """Upsert one page of contacts and link each to its canonical customer.
 
     With ``placeholders`` the records stand for people an order or survey answer refers
     to before (or without) their contact record: a known real record is left untouched; a
     placeholder is written with ``placeholder_hash`` (so the real record overwrites it
-    later) and resolved again when it learns an email it did not have.
+    later) and resolved again when it learns an email it did not have. ``keys``: each
+    record's normalised email and phone and content hash, when already computed (a pull
+    worker does that); otherwise they are computed here.
     """
     result = ContactBatchResult()
-    latest: dict[str, ContactRecord] = {}
-    for record in records:  # the last copy of a record in a page wins
-        latest[record.external_id] = record
+    latest: dict[str, int] = {}
+    for index, record in enumerate(records):  # the last copy of a record in a page wins
+        latest[record.external_id] = index
     existing = {
         ext: (ident, customer, digest)
         for ext, ident, customer, digest in select_in(conn, _IDENTITIES_SQL, latest, (ctx.source,))
     }
     incoming = []
-    for record in latest.values():
-        email = normalise_email(record.email, ctx.rules)
-        digest = placeholder_hash(email) if placeholders else contact_hash(record, ctx.tag_prefix)
+    for index in latest.values():
+        record = records[index]
+        if keys is not None:
+            email, digest = keys.emails[index], keys.digests[index]
+        else:
+            email = normalise_email(record.email, ctx.rules)
+            digest = (
+                placeholder_hash(email) if placeholders else contact_hash(record, ctx.tag_prefix)
+            )
         known = existing.get(record.external_id)
         if placeholders and known is not None and not _learns_email(known[2], digest, email):
             result.customer_by_external_id[record.external_id] = known[1]
             result.unchanged += 1
             continue
-        incoming.append(
-            _Incoming(record, email, normalise_phone(record.phone, ctx.default_region), digest)
+        phone = (
+            keys.phones[index]
+            if keys is not None
+            else normalise_phone(record.phone, ctx.default_region)
         )
+        incoming.append(_Incoming(record, email, phone, digest))
     if ctx.observes_tags and not placeholders:
-        result.drifted = _note_tag_drift(conn, ctx, latest)
+        result.drifted = _note_tag_drift(conn, ctx, {e: records[i] for e, i in latest.items()})
     erased = _erased(conn, ctx, incoming)
     result.suppressed = len(erased)
 

@@ -13,7 +13,7 @@ SQLAlchemy's (a test compares them): timestamps on SQLite, and money.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import Column, Connection, Dialect, Table
+from sqlalchemy.engine import make_url
 
 from clm_hub.store.types import MONEY_SCALE, Money, UtcDateTime
 
@@ -30,8 +31,10 @@ __all__ = [
     "bulk_insert",
     "bulk_update",
     "chunks",
+    "dialect_named",
     "insert_columns",
     "select_in",
+    "store_values",
     "update_columns",
 ]
 
@@ -125,25 +128,43 @@ def _placeholder(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
+def store_values(column: Column[Any], values: Sequence[Any], dialect: Dialect) -> Sequence[Any]:
+    """``values`` of ``column`` as the driver takes them (UTC text, money units ...),
+    converted in one comprehension (a fraction of a loop over every value)."""
+    process = _processor(column, dialect)
+    if process is None or not values:
+        return values
+    first = values[0]
+    if all(value is first for value in values):  # the write time, or None, everywhere
+        return [None if first is None else process(first)] * len(values)
+    if (whole := _column_processor(column, dialect)) is not None:
+        return whole(values)
+    return [None if value is None else process(value) for value in values]
+
+
+@lru_cache(maxsize=8)
+def dialect_named(name: str) -> Dialect:
+    """A dialect object for a driver name (``sqlite``, ``postgresql+psycopg``), for
+    converting values away from a connection (a pull worker prepares pages for the hub's
+    store)."""
+    dialect: Dialect = make_url(f"{name}://").get_dialect()()
+    return dialect
+
+
 def _driver_rows(
-    conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]], names: Sequence[str]
+    conn: Connection,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    names: Sequence[str],
+    stored: Collection[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """Driver tuples from values given column by column, each column converted by its
-    type's processor in one comprehension (a fraction of a loop over every value)."""
+    """Driver tuples from values given column by column; ``stored`` names columns whose
+    values are already as the driver takes them (``store_values``)."""
     dialect = conn.dialect
-    converted: list[Sequence[Any]] = []
-    for name in names:
-        column = columns[name]
-        process = _processor(table.c[name], dialect)
-        if process is not None and column:
-            first = column[0]
-            if all(value is first for value in column):  # the write time, or None, everywhere
-                column = [None if first is None else process(first)] * len(column)
-            elif (whole := _column_processor(table.c[name], dialect)) is not None:
-                column = whole(column)
-            else:
-                column = [None if value is None else process(value) for value in column]
-        converted.append(column)
+    converted = [
+        columns[name] if name in stored else store_values(table.c[name], columns[name], dialect)
+        for name in names
+    ]
     return list(zip(*converted, strict=True))
 
 
@@ -168,8 +189,15 @@ def bulk_update(
         update_columns(conn, table, _columns(rows, list(rows[0])), key=key)
 
 
-def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]]) -> None:
-    """Insert rows given column by column (equal lengths) in one ``executemany``."""
+def insert_columns(
+    conn: Connection,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    stored: Collection[str] = (),
+) -> None:
+    """Insert rows given column by column (equal lengths) in one ``executemany``;
+    ``stored`` names columns already converted by ``store_values``."""
     names = list(columns)
     if not names or not columns[names[0]]:
         return
@@ -179,11 +207,16 @@ def insert_columns(conn: Connection, table: Table, columns: Mapping[str, Sequenc
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in names)}) "
         f"VALUES ({', '.join(mark for _ in names)})"
     )
-    conn.exec_driver_sql(sql, _driver_rows(conn, table, columns, names))
+    conn.exec_driver_sql(sql, _driver_rows(conn, table, columns, names, stored))
 
 
 def update_columns(
-    conn: Connection, table: Table, columns: Mapping[str, Sequence[Any]], *, key: str = "id"
+    conn: Connection,
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    key: str = "id",
+    stored: Collection[str] = (),
 ) -> None:
     """Update rows by ``key``, given column by column (the key column included)."""
     if not columns.get(key):
@@ -195,7 +228,7 @@ def update_columns(
         f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in names)} "
         f"WHERE {quote(key)} = {mark}"
     )
-    conn.exec_driver_sql(sql, _driver_rows(conn, table, columns, [*names, key]))
+    conn.exec_driver_sql(sql, _driver_rows(conn, table, columns, [*names, key], stored))
 
 
 @lru_cache(maxsize=256)
