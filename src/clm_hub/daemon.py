@@ -223,9 +223,12 @@ class Daemon:
         self.gate = RequestGate(transport)
         self._recompute = recompute
         self._pending = _Pending()
+        # Pulls go to worker processes unless a test's fake API is given; pushes go
+        # through the gate, which is what holds requests back at shutdown.
         self.sync = SyncEngine(
             settings, registry, engine, transport=self.gate, now=now,
             recompute=self._recompute_stages if recompute is not None else None,
+            pull_workers=settings.sync.pull_workers and transport is None,
         )  # fmt: skip
         self._sinks: list[AlertSink] = [
             *collect_alert_sinks(registry.manager, settings, self.redactor),
@@ -405,6 +408,7 @@ class Daemon:
             followup.cancel()
         await asyncio.gather(*self._followups, return_exceptions=True)
         await self.webhooks.aclose()
+        await asyncio.to_thread(self.sync.close)
         await self.gate.shutdown()
         await close_sinks(self._sinks)
         log.info(

@@ -29,6 +29,7 @@ __all__ = [
     "PluginFailure",
     "PluginRegistry",
     "build_plugin_registry",
+    "load_plugin_file",
 ]
 
 ENTRY_POINT_GROUP = "clm_hub"
@@ -100,7 +101,8 @@ def _validate_connector(cls: object, plugin: str) -> type[Connector[Any]]:
     return cls
 
 
-def _load_file(path: Path) -> ModuleType:
+def load_plugin_file(path: Path) -> ModuleType:
+    """Import a ``plugins_dir`` file (also how a pull worker gets its connector class)."""
     module_name = f"clm_hub_local_plugins.{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -154,7 +156,7 @@ def build_plugin_registry(
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            candidates.append((path.stem, f"file {path}", lambda p=path: _load_file(p)))
+            candidates.append((path.stem, f"file {path}", lambda p=path: load_plugin_file(p)))
     for name, plugin in (extra or {}).items():
         candidates.append((name, "object", lambda p=plugin: p))
 

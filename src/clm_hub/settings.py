@@ -57,6 +57,10 @@ class SyncOptions(BaseModel):
     records that did not change cost no writes."""
     prefetch_pages: Annotated[int, Field(ge=1, le=16)] = 2
     """Pages fetched ahead while the previous one is written; bounds memory."""
+    pull_workers: bool = True
+    """Run each connector's pulls (HTTP, parsing, preparing pages) in a worker process of
+    its own, so that they use another core than the writes. Off: everything in the hub's
+    process (slower on large pulls, one process to debug)."""
 
 
 class ConnectorConfig(BaseModel):

@@ -28,6 +28,8 @@ from clm_hub.errors import ConfigError
 from clm_hub.ingest import STREAMS, PageCounts, PageWriter, Stream
 from clm_hub.linking import IdentityContext
 from clm_hub.plugins import PluginRegistry
+from clm_hub.prepare import PreparedPage, PrepareRules
+from clm_hub.pull_worker import PullWorkerError, PullWorkers, WorkerSpec, worker_spec
 from clm_hub.push.executor import PushCounts, PushExecutor
 from clm_hub.push.planner import PushPlan, PushTarget, plan_push
 from clm_hub.records import Page, now_utc
@@ -204,9 +206,13 @@ class SyncEngine:
         now: Callable[[], datetime] = now_utc,
         progress: ProgressSink | None = None,
         recompute: Callable[[CustomerIds], None] | None = None,
+        pull_workers: bool | None = None,
     ) -> None:
         """``recompute`` brings stages up to date for the changed customers between the
-        pulls and the pushes of a cycle (the stage engine plugs in here)."""
+        pulls and the pushes of a cycle (the stage engine plugs in here).
+        ``pull_workers``: pull in worker processes (``pull_worker.py``); by default as
+        ``sync.pull_workers`` says, unless a ``transport`` is given (a test's fake API
+        exists in this process only). Call ``close()`` when done with the engine."""
         self.settings = settings
         self.registry = registry
         self.engine = engine
@@ -215,6 +221,33 @@ class SyncEngine:
         self.progress = progress or LogProgress()
         self.writer = PageWriter(engine, now=now)
         self.recompute = recompute
+        if pull_workers is None:
+            pull_workers = settings.sync.pull_workers and transport is None
+        self.workers = PullWorkers() if pull_workers else None
+
+    def close(self) -> None:
+        """Stop the pull workers (the daemon keeps them from cycle to cycle)."""
+        if self.workers is not None:
+            self.workers.close()
+
+    def __enter__(self) -> SyncEngine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _worker_spec(self, item: ConfiguredConnector) -> WorkerSpec | None:
+        if self.workers is None or item.connector is None:
+            return None
+        settings = self.settings
+        rules = PrepareRules(
+            settings.identity, settings.default_region, settings.tag_prefix,
+            self.engine.url.drivername,
+        )  # fmt: skip
+        return worker_spec(
+            item.connector_id, item.plugin, item.connector, item.settings, rules,
+            log_level=settings.log_level, log_format=settings.log_format,
+        )  # fmt: skip
 
     def selected(self, connector_ids: Sequence[str] | None) -> list[ConfiguredConnector]:
         """The connectors a cycle runs: the named ones, or every enabled one."""
@@ -324,11 +357,13 @@ class SyncEngine:
         if not dry_run:
             now = self.now()
             await asyncio.to_thread(mark_interrupted, self.engine, item.connector_id, now)
+        spec = self._worker_spec(item) if pull else None
         for stream in STREAMS if pull else ():
             if STREAM_CAPABILITY[stream] in connector.capabilities:
                 result.streams.append(
                     await self._run_stream(
                         connector,
+                        spec,
                         stream,
                         run_id,
                         redactor,
@@ -431,6 +466,7 @@ class SyncEngine:
     async def _run_stream(
         self,
         connector: Connector[Any],
+        spec: WorkerSpec | None,
         stream: Stream,
         run_id: str,
         redactor: Redactor,
@@ -462,8 +498,12 @@ class SyncEngine:
         counts = PageCounts()
         dirty = CustomerIds()
         status, error = RunStatus.OK, None
-        pages: AsyncIterator[Page[Any]] = getattr(connector, f"pull_{stream}")(resume.cursor)
-        queue: asyncio.Queue[Page[Any] | _End | _Failure] = asyncio.Queue(
+        pages: AsyncIterator[Page[Any] | PreparedPage]
+        if spec is not None and self.workers is not None:
+            pages = self.workers.pages(spec, stream, resume.cursor, run_id, connector.http)
+        else:
+            pages = getattr(connector, f"pull_{stream}")(resume.cursor)
+        queue: asyncio.Queue[Page[Any] | PreparedPage | _End | _Failure] = asyncio.Queue(
             maxsize=self.settings.sync.prefetch_pages
         )
         producer = asyncio.create_task(_produce(pages, queue))
@@ -472,7 +512,7 @@ class SyncEngine:
             observes_tags=connector.reports_tags and Capability.TAG_PUSH in connector.capabilities,
         )
         try:
-            item: Page[Any] | _End | _Failure = await queue.get()
+            item: Page[Any] | PreparedPage | _End | _Failure = await queue.get()
             while not isinstance(item, _End):
                 if isinstance(item, _Failure):
                     raise item.error
@@ -480,7 +520,7 @@ class SyncEngine:
                 batch, after = [item], None
                 while after is None and not queue.empty():
                     waiting = queue.get_nowait()
-                    if isinstance(waiting, Page):
+                    if isinstance(waiting, Page | PreparedPage):
                         batch.append(waiting)
                     else:
                         after = waiting
@@ -495,7 +535,7 @@ class SyncEngine:
             if counts.rejected:
                 status = RunStatus.PARTIAL
         except Exception as exc:  # isolation: one tool's failure is recorded, not spread
-            status, error = RunStatus.FAILED, redactor.text(f"{type(exc).__name__}: {exc}")
+            status, error = RunStatus.FAILED, redactor.text(_describe(exc))
             log.warning(
                 "sync.stream.failed", connector=source, stream=stream, error=error,
                 exc_info=not _expected(exc),
@@ -536,7 +576,8 @@ def _sweep_from(resume: ResumePoint, lookback: timedelta) -> ResumePoint:
 
 
 async def _produce(
-    pages: AsyncIterator[Page[Any]], queue: asyncio.Queue[Page[Any] | _End | _Failure]
+    pages: AsyncIterator[Page[Any] | PreparedPage],
+    queue: asyncio.Queue[Page[Any] | PreparedPage | _End | _Failure],
 ) -> None:
     """Fetch pages ahead into the bounded queue; hand any failure over in order."""
     try:
@@ -558,4 +599,13 @@ def _expected(exc: BaseException) -> bool:
     """Errors a tool causes (no traceback needed) as opposed to bugs in our code."""
     from clm_hub.errors import ClmHubError
 
+    if isinstance(exc, PullWorkerError):
+        return exc.expected
     return isinstance(exc, ClmHubError | NotImplementedError)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error as one line; a pull worker's error reads as it did in the worker."""
+    if isinstance(exc, PullWorkerError):
+        return exc.text
+    return f"{type(exc).__name__}: {exc}"

@@ -127,12 +127,12 @@ def _cycle(
     catch_up = StageCatchUp(
         engine, load_rules(settings.stage_rules), notify=hook_notifier(registry.manager)
     )
-    hub = SyncEngine(settings, registry, engine, progress=progress, recompute=catch_up)
-    return asyncio.run(
-        hub.run_cycle(
-            list(connector_ids) or None, full=full, dry_run=dry_run, apply_large=apply_large
+    with SyncEngine(settings, registry, engine, progress=progress, recompute=catch_up) as hub:
+        return asyncio.run(
+            hub.run_cycle(
+                list(connector_ids) or None, full=full, dry_run=dry_run, apply_large=apply_large
+            )
         )
-    )
 
 
 def print_cycle(result: CycleResult, dry_run: bool) -> None:

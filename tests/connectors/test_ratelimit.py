@@ -12,7 +12,9 @@ from clm_hub.connectors.ratelimit import (
     DailyBudget,
     SlidingWindow,
     TokenBucket,
+    Unlimited,
     WindowHeaders,
+    charge,
 )
 from clm_hub.errors import RateLimited
 from clm_hub.testing import VirtualClock
@@ -177,3 +179,21 @@ async def test_token_bucket_never_spins_on_a_rounding_deficit() -> None:
         await bucket.acquire(0.1 * 7)
     clock.advance(0.3)
     await asyncio.wait_for(bucket.acquire(1000 - 1e-13), timeout=1)
+
+
+async def test_requests_a_pull_worker_made_count_against_every_limit() -> None:
+    """The hub's client of a connector is charged for its worker's calls (``charge``), so
+    pushes after a pull in another process share the pull's windows and budget."""
+    clock = VirtualClock()
+    budget = DailyBudget("hub", 5, clock=clock)
+    window = SlidingWindow(4, 10.0, skew=0.0, clock=clock)
+    bucket = TokenBucket(10, 1.0, clock=clock)
+    charge(Composite(budget, window, bucket), 4)
+    charge(Unlimited(), 4)
+    charge(object(), 4)  # type: ignore[arg-type]  # a plugin's limiter without ``spent``
+    await budget.acquire()
+    with pytest.raises(RateLimited, match="daily API budget used up"):
+        await budget.acquire()
+    await window.acquire()
+    assert clock.slept == pytest.approx(10.0)  # the worker's four calls filled the window
+    assert bucket.available == pytest.approx(10.0)  # refilled meanwhile (6 + 10 s x 1/s)

@@ -40,11 +40,14 @@ class Hub:
             database_url=str(self.store.url), connectors=self.connectors, identity=self.identity
         )
 
-    def sync(self, *ids: str, full: bool = False, dry_run: bool = False) -> CycleResult:
+    def sync(
+        self, *ids: str, full: bool = False, dry_run: bool = False, workers: bool | None = None
+    ) -> CycleResult:
+        """One cycle; ``workers``: pull in worker processes (default: as settings say)."""
         import asyncio
 
-        engine = SyncEngine(self.settings(), self.registry, self.store)
-        return asyncio.run(engine.run_cycle(list(ids) or None, full=full, dry_run=dry_run))
+        with SyncEngine(self.settings(), self.registry, self.store, pull_workers=workers) as hub:
+            return asyncio.run(hub.run_cycle(list(ids) or None, full=full, dry_run=dry_run))
 
 
 @pytest.fixture

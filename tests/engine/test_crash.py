@@ -75,6 +75,39 @@ def started_pages(database_url: str) -> int:
         engine.dispose()
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux's /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def assert_gone(pids: set[int], timeout: float = 10.0) -> None:
+    """The hub's helper processes do not outlive it (they would keep pulling)."""
+    deadline = time.monotonic() + timeout
+    while alive := {p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)}:
+        assert time.monotonic() < deadline, f"processes outlived the killed hub: {alive}"
+        time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     folder = tmp_path_factory.mktemp("reference")
@@ -104,8 +137,10 @@ def test_sigkill_mid_sync_then_rerun_gives_the_uninterrupted_store(
         assert time.monotonic() < deadline, "sync made no progress"
         time.sleep(0.01)
     time.sleep(rng.uniform(0, 0.05))  # somewhere inside the next page
+    helpers = descendants(process.pid)  # the pull workers and their fork server
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    assert_gone(helpers)
     finish(config, "sync")
     engine = open_engine(database_url)
     try:

@@ -29,7 +29,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from clm_hub.connectors.ratelimit import Clock, RateLimiter, SystemClock, Unlimited
+from clm_hub.connectors.ratelimit import Clock, RateLimiter, SystemClock, Unlimited, charge
 from clm_hub.errors import (
     AuthError,
     ConnectorError,
@@ -135,6 +135,14 @@ class HttpClient:
         self._retry_after = retry_after
         self._clock = clock or SystemClock()
         self.stats = HttpStats()
+
+    def made_elsewhere(self, stats: HttpStats) -> None:
+        """Count requests this connector's pull worker made: in the counters the run
+        history reads, and against the rate limits this client's pushes must respect."""
+        self.stats.api_calls += stats.api_calls
+        self.stats.retries += stats.retries
+        self.stats.throttled += stats.throttled
+        charge(self.limiter, float(stats.api_calls))
 
     async def __aenter__(self) -> HttpClient:
         return self

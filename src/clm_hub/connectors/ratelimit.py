@@ -41,6 +41,7 @@ __all__ = [
     "TokenBucket",
     "Unlimited",
     "WindowHeaders",
+    "charge",
 ]
 
 
@@ -89,6 +90,15 @@ class RateLimiter(Protocol):
         ...
 
 
+def charge(limiter: RateLimiter, cost: float) -> None:
+    """Count ``cost`` units sent by another process of the same connector (its pull
+    worker) as if sent now, so that pulls and pushes share one budget. Limiters of
+    plugins that cannot (no ``spent`` method) learn it from the tool's headers instead."""
+    spent = getattr(limiter, "spent", None)
+    if spent is not None and cost > 0:
+        spent(cost)
+
+
 class Unlimited:
     """No client-side pacing (for tools without a documented limit, and for tests)."""
 
@@ -99,6 +109,9 @@ class Unlimited:
         return None
 
     def penalise(self, retry_after: float | None) -> None:
+        return None
+
+    def spent(self, cost: float) -> None:
         return None
 
 
@@ -258,6 +271,13 @@ class SlidingWindow:
     def penalise(self, retry_after: float | None) -> None:
         self._hold.extend(DEFAULT_PENALTY_S if retry_after is None else retry_after)
 
+    def spent(self, cost: float) -> None:
+        """Requests sent elsewhere (see ``charge``): in the window from now."""
+        now = self._clock.monotonic()
+        self._expire(now)
+        self._sent.append([now, cost])
+        self._used += cost
+
 
 class TokenBucket:
     """A bucket of ``capacity`` points refilled at ``refill_rate`` points per second.
@@ -329,6 +349,11 @@ class TokenBucket:
             self.refill_rate = refill_rate
         self._available = max(0.0, min(self.capacity, available))
         self._stamp = self._clock.monotonic()
+
+    def spent(self, cost: float) -> None:
+        """Points spent elsewhere (see ``charge``); the tool's next report corrects them."""
+        self._refill()
+        self._available = max(0.0, self._available - cost)
 
     def refund(self, points: float) -> None:
         """Give back points charged up front beyond the actual cost of a call."""
@@ -402,6 +427,11 @@ class DailyBudget:
     def penalise(self, retry_after: float | None) -> None:
         return None
 
+    def spent(self, cost: float) -> None:
+        """Calls made elsewhere (see ``charge``) use up today's allowance too."""
+        self._roll()
+        self.used += cost
+
 
 class Composite:
     """Several limits at once (e.g. a 10-second burst and a daily budget)."""
@@ -420,3 +450,7 @@ class Composite:
     def penalise(self, retry_after: float | None) -> None:
         for limiter in self.limiters:
             limiter.penalise(retry_after)
+
+    def spent(self, cost: float) -> None:
+        for limiter in self.limiters:
+            charge(limiter, cost)

@@ -259,10 +259,10 @@ class DemoWorld:
             load_rules(self.settings.stage_rules),
             notify=hook_notifier(registry.manager),
         )
-        hub = SyncEngine(
+        with SyncEngine(
             self.settings, registry, self.engine, progress=progress, recompute=catch_up
-        )
-        return asyncio.run(hub.run_cycle(apply_large=apply_large, dry_run=dry_run))
+        ) as hub:
+            return asyncio.run(hub.run_cycle(apply_large=apply_large, dry_run=dry_run))
 
 
 def run_demo(
