@@ -218,6 +218,15 @@ class PullWorkers:
                 self._workers.pop(spec.connector_id, None)
                 worker.kill()
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Connector id -> process id of its running worker (for monitoring)."""
+        return {
+            connector: worker.process.pid
+            for connector, worker in self._workers.items()
+            if worker.process.pid is not None and worker.process.is_alive()
+        }
+
     def close(self) -> None:
         """Stop every worker (they finish no pull: the hub is not reading any more)."""
         workers, self._workers = list(self._workers.values()), {}
