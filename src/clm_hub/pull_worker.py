@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 
 from clm_hub.connectors.base import Connector
-from clm_hub.connectors.http import HttpClient, HttpStats
+from clm_hub.connectors.http import HttpClient
 from clm_hub.errors import ClmHubError
 from clm_hub.prepare import PreparedPage, PrepareRules, prepare_page
 from clm_hub.records import StreamCursor
@@ -350,10 +350,5 @@ async def _pull(
         if not producer.done():
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-    after = connector.http.stats
-    delta = HttpStats(
-        after.api_calls - before.api_calls,
-        after.retries - before.retries,
-        after.throttled - before.throttled,
-    )
+    delta = connector.http.stats.since(before)
     conn.send_bytes(pickle.dumps((*outcome, delta), protocol=pickle.HIGHEST_PROTOCOL))

@@ -21,7 +21,6 @@ import structlog
 from sqlalchemy import Engine
 
 from clm_hub.connectors.base import Capability, Connector
-from clm_hub.connectors.http import HttpStats
 from clm_hub.cursors import ResumePoint, load_resume_point
 from clm_hub.customer_ids import CustomerIds
 from clm_hub.errors import ConfigError
@@ -438,10 +437,8 @@ class SyncEngine:
             push.error = redactor.text(f"{type(exc).__name__}: {exc}")
             log.warning("push.failed", connector=connector.connector_id, error=push.error,
                         exc_info=not _expected(exc))  # fmt: skip
-        stats = connector.http.stats
-        push.api_calls = stats.api_calls - before.api_calls
-        push.throttled = stats.throttled - before.throttled
-        delta = HttpStats(push.api_calls, stats.retries - before.retries, push.throttled)
+        delta = connector.http.stats.since(before)
+        push.api_calls, push.throttled = delta.api_calls, delta.throttled
         await asyncio.to_thread(
             finish_stream_run, self.engine, row_id, status=push.status, now=self.now(),
             http=delta, push=push.counts, error=push.error,
@@ -544,19 +541,13 @@ class SyncEngine:
             if not producer.done():
                 producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-        stats = connector.http.stats
+        delta = connector.http.stats.since(before)
         result = StreamResult(
             source, stream, status, counts,
-            api_calls=stats.api_calls - before.api_calls,
-            retries=stats.retries - before.retries,
-            throttled=stats.throttled - before.throttled,
+            api_calls=delta.api_calls, retries=delta.retries, throttled=delta.throttled,
             error=error, note=resume.note, dirty_customers=dirty,
         )  # fmt: skip
         if row_id is not None:
-            delta = stats.snapshot()
-            delta.api_calls, delta.retries, delta.throttled = (
-                result.api_calls, result.retries, result.throttled,
-            )  # fmt: skip
             await asyncio.to_thread(
                 finish_stream_run, self.engine, row_id, status=status, now=self.now(),
                 http=delta, error=error,

@@ -94,6 +94,14 @@ class HttpStats:
     def snapshot(self) -> HttpStats:
         return HttpStats(self.api_calls, self.retries, self.throttled)
 
+    def since(self, before: HttpStats) -> HttpStats:
+        """What was counted after ``before`` (a snapshot of these counters)."""
+        return HttpStats(
+            self.api_calls - before.api_calls,
+            self.retries - before.retries,
+            self.throttled - before.throttled,
+        )
+
 
 @dataclass(frozen=True)
 class HttpOptions:
