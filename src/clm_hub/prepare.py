@@ -7,9 +7,9 @@ large share of ingesting a page, so a pull worker process does it next to the co
 with the lookups and the writes. Pages that arrive any other way (webhooks, connectors run
 in the hub's process) are prepared by the writer itself, with the same functions.
 
-A ``PreparedPage`` pickles compactly: orders and answers travel as columns, contacts as
-tuples of their fields (rebuilt without validating again: they were validated once, by
-the same record class, in the worker).
+A ``PreparedPage`` pickles compactly: orders and answers travel as driver-ready columns,
+contacts as columns of their fields, timestamps and amounts as text (rebuilt without
+validating again: they were validated once, by the same record class, in the worker).
 """
 
 from __future__ import annotations
