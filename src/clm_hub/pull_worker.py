@@ -25,6 +25,7 @@ import multiprocessing
 import pickle
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -125,22 +126,40 @@ class _Worker:
         self.process.start()
         child.close()
 
+    def ask(self, request: _Pull) -> None:
+        """Send a pull request (blocking); ``PullWorkerError`` when the worker is gone."""
+        try:
+            self.conn.send(request)
+        except OSError:  # it died since its last stream
+            raise self._exited() from None
+
     def receive(self) -> tuple[Any, ...]:
-        """The worker's next message (blocking); ``EOFError`` when it is gone."""
-        message: tuple[Any, ...] = pickle.loads(self.conn.recv_bytes())
+        """The worker's next message (blocking); ``PullWorkerError`` when it is gone."""
+        try:
+            message: tuple[Any, ...] = pickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            raise self._exited() from None
         return message
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit and wait for it (blocking)."""
         with contextlib.suppress(OSError):
             self.conn.send(None)
         self.process.join(timeout)
         self.kill()
+        self.process.join(5)
 
     def kill(self) -> None:
+        """Kill it without waiting (safe on the event loop); it is reaped later."""
         if self.process.is_alive():
             self.process.kill()
-            self.process.join(5)
         self.conn.close()
+
+    def _exited(self) -> PullWorkerError:
+        return PullWorkerError(
+            f"WorkerExited: the pull worker of {self.spec.connector_id} {self.describe_exit()}",
+            expected=False,
+        )
 
     def describe_exit(self) -> str:
         self.process.join(1)
@@ -159,16 +178,19 @@ class PullWorkers:
     def __init__(self) -> None:
         self._workers: dict[str, _Worker] = {}
         self._context: Any = None
+        self._lock = threading.Lock()  # connectors' streams start workers from threads
 
     def _start(self, spec: WorkerSpec) -> _Worker:
-        worker = self._workers.get(spec.connector_id)
-        if worker is not None and (worker.spec != spec or not worker.process.is_alive()):
-            worker.kill()
-            worker = None
-        if worker is None:
-            worker = _Worker(spec, self._mp_context())
-            self._workers[spec.connector_id] = worker
-        return worker
+        """The connector's running worker, started if needed (blocking: run in a thread)."""
+        with self._lock:
+            worker = self._workers.get(spec.connector_id)
+            if worker is not None and (worker.spec != spec or not worker.process.is_alive()):
+                worker.kill()
+                worker = None
+            if worker is None:
+                worker = _Worker(spec, self._mp_context())
+                self._workers[spec.connector_id] = worker
+            return worker
 
     def _mp_context(self) -> Any:
         if self._context is None:
@@ -192,19 +214,15 @@ class PullWorkers:
         """The stream's prepared pages, pulled by the connector's worker. Its API calls,
         retries and 429s count in ``http`` (the hub's client of the same connector: run
         history, and the budget its pushes share). A stream left before its end (a write
-        failed, the cycle was cancelled) stops the worker: it is restarted on next use."""
-        worker = self._start(spec)
+        failed, the cycle was cancelled) stops the worker: it is restarted on next use.
+        Nothing here blocks the event loop (starting a worker may wait seconds for the fork
+        server): the daemon's lease renewals run on it."""
+        worker = await asyncio.to_thread(self._start, spec)
         finished = False
         try:
-            try:
-                worker.conn.send(_Pull(stream, cursor, run_id))
-            except OSError:  # it died since the last stream
-                raise _exited(spec, worker) from None
+            await asyncio.to_thread(worker.ask, _Pull(stream, cursor, run_id))
             while True:
-                try:
-                    message = await asyncio.to_thread(worker.receive)
-                except (EOFError, OSError):
-                    raise _exited(spec, worker) from None
+                message = await asyncio.to_thread(worker.receive)
                 if message[0] == "page":
                     yield message[1]
                     continue
@@ -232,13 +250,6 @@ class PullWorkers:
         workers, self._workers = list(self._workers.values()), {}
         for worker in workers:
             worker.stop()
-
-
-def _exited(spec: WorkerSpec, worker: _Worker) -> PullWorkerError:
-    return PullWorkerError(
-        f"WorkerExited: the pull worker of {spec.connector_id} {worker.describe_exit()}",
-        expected=False,
-    )
 
 
 # --- the worker process --------------------------------------------------------------

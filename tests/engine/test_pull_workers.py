@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -254,3 +255,40 @@ def page_of_contacts() -> Page[ContactRecord]:
         b' "created_at": "2026-01-02T10:00:00+02:00", "tags": ["vip", "clm:stage:new"]}]',
         ContactRecord,
     )
+
+
+def test_a_slow_worker_start_does_not_block_the_event_loop(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon renews its leases on the event loop: a worker start that waits for the
+    fork server (seconds, on a busy machine) must not hold the loop up."""
+    from clm_hub import pull_worker
+
+    original = pull_worker._Worker.__init__
+
+    def slow_start(self: Any, spec: Any, context: Any) -> None:
+        time.sleep(1.0)  # a fork server still importing, on a loaded machine
+        original(self, spec, context)
+
+    monkeypatch.setattr(pull_worker._Worker, "__init__", slow_start)
+    hub.connectors["shop"] = source(contacts=10, orders=0)
+
+    async def cycle_and_ticks() -> float:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.02)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        with SyncEngine(hub.settings(), hub.registry, hub.store, pull_workers=True) as engine:
+            result = await engine.run_cycle()
+        ticking.cancel()
+        assert result.connectors[0].status is RunStatus.OK
+        return max(gaps)
+
+    assert asyncio.run(cycle_and_ticks()) < 0.5
