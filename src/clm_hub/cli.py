@@ -19,7 +19,7 @@ from clm_hub import __version__
 from clm_hub.cli_support import config_option, console, load_cli_settings, user_errors
 from clm_hub.daemon_command import run
 from clm_hub.demo.command import demo
-from clm_hub.malloc import limit_arenas
+from clm_hub.malloc import tune_malloc
 from clm_hub.plugins import build_plugin_registry
 from clm_hub.probe import ProbeResult, probe_connectors
 from clm_hub.runtime import build_redactor, configure_connectors, load_registry
@@ -187,5 +187,5 @@ def build_cli() -> click.Group:
 
 def main() -> None:
     """Console-script entry point."""
-    limit_arenas()
+    tune_malloc()
     build_cli()(prog_name="clm-hub")

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,3 +194,33 @@ def with_models(
 
 def full(engine: Engine, rules: StageRules, day: float) -> None:
     recompute_full(engine, rules, now=at(day))
+
+
+CDNOW = Path(__file__).resolve().parents[1] / "data" / "cdnow" / "CDNOW_sample.txt"
+"""The CDNOW sample (tests/data/cdnow): real purchase histories for model fits."""
+CALIBRATION_END = dt.date(1997, 9, 30)
+
+
+@pytest.fixture(scope="module")
+def cdnow_store(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """The CDNOW sample's calibration period (to 1997-09-30) as customers and paid orders."""
+    engine = open_engine(f"sqlite:///{tmp_path_factory.mktemp('cdnow')}/store.sqlite3")
+    upgrade(engine)
+    rows = [line.split() for line in CDNOW.read_text().splitlines() if line.strip()]
+    orders = []
+    for n, row in enumerate(rows):
+        day = dt.date(int(row[2][:4]), int(row[2][4:6]), int(row[2][6:]))
+        if day <= CALIBRATION_END:
+            placed = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+            orders.append({"source": "cdnow", "external_id": str(n), "customer_id": int(row[1]),
+                           "placed_at": placed, "total": Decimal(row[4]), "currency": "USD",
+                           "status": "paid", "content_hash": "h"})  # fmt: skip
+    moment = dt.datetime(1997, 1, 1, tzinfo=dt.UTC)
+    customers = sorted({int(str(o["customer_id"])) for o in orders})
+    with engine.begin() as connection:
+        connection.execute(insert(metadata.tables["customer"]), [
+            {"id": c, "email": f"{c}@cdnow.test", "created_at": moment, "updated_at": moment}
+            for c in customers
+        ])  # fmt: skip
+        connection.execute(insert(metadata.tables["customer_order"]), orders)
+    return engine

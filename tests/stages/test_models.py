@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from clm_hub.analytics.btyd import BgNbdParams, fit_bg_nbd, fit_gamma_gamma, summarise_transactions
 from clm_hub.stages import StageRules
@@ -19,36 +17,7 @@ from clm_hub.stages.config import TimeSpan
 from clm_hub.stages.engine import compute_features
 from clm_hub.stages.features import FeatureFrame, MoneySpec
 from clm_hub.stages.models import Models
-from clm_hub.store import open_engine, upgrade
-from clm_hub.store.tables import metadata
-
-CDNOW = Path(__file__).resolve().parents[1] / "data" / "cdnow" / "CDNOW_sample.txt"
-CALIBRATION_END = dt.date(1997, 9, 30)
-
-
-@pytest.fixture(scope="module")
-def cdnow_store(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """The CDNOW sample's calibration period (to 1997-09-30) as customers and paid orders."""
-    engine = open_engine(f"sqlite:///{tmp_path_factory.mktemp('cdnow')}/store.sqlite3")
-    upgrade(engine)
-    rows = [line.split() for line in CDNOW.read_text().splitlines() if line.strip()]
-    orders = []
-    for n, row in enumerate(rows):
-        day = dt.date(int(row[2][:4]), int(row[2][4:6]), int(row[2][6:]))
-        if day <= CALIBRATION_END:
-            placed = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
-            orders.append({"source": "cdnow", "external_id": str(n), "customer_id": int(row[1]),
-                           "placed_at": placed, "total": Decimal(row[4]), "currency": "USD",
-                           "status": "paid", "content_hash": "h"})  # fmt: skip
-    moment = dt.datetime(1997, 1, 1, tzinfo=dt.UTC)
-    customers = sorted({int(str(o["customer_id"])) for o in orders})
-    with engine.begin() as connection:
-        connection.execute(insert(metadata.tables["customer"]), [
-            {"id": c, "email": f"{c}@cdnow.test", "created_at": moment, "updated_at": moment}
-            for c in customers
-        ])  # fmt: skip
-        connection.execute(insert(metadata.tables["customer_order"]), orders)
-    return engine
+from tests.stages.conftest import CDNOW
 
 
 def test_cdnow_fit_from_store_features_equals_the_analytics_fit(

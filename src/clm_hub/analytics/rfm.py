@@ -24,7 +24,7 @@ import importlib.resources
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -118,12 +118,25 @@ def compute_thresholds(values: ArrayLike, *, higher_is_better: bool = True) -> T
     arr = _finite_1d(values, "values")
     if arr.size == 0:
         raise ValueError("cannot compute RFM thresholds from no values")
-    n = arr.size
-    # Orient so that "better" is larger, take the ceil(k n / 5)-th smallest, orient back.
-    ordered = np.sort(arr if higher_is_better else -arr)
+    ordered = np.sort(arr)
+    return thresholds_from_ranks(
+        lambda i: float(ordered[i]), arr.size, higher_is_better=higher_is_better
+    )
+
+
+def thresholds_from_ranks(
+    kth: Callable[[int], float], n: int, *, higher_is_better: bool = True
+) -> Thresholds:
+    """:func:`compute_thresholds` from order statistics: ``kth(i)`` is the i-th smallest of
+    the ``n`` values (from 0), so a distribution kept as value counts needs no value array."""
+    if n < 1:
+        raise ValueError("cannot compute RFM thresholds from no values")
+    # The ceil(k n / 5)-th smallest with "better" oriented larger: when lower is better, that
+    # is the same rank counted from the top.
     positions = [(k * n + SCORE_LEVELS - 1) // SCORE_LEVELS - 1 for k in range(1, SCORE_LEVELS)]
-    sign = 1.0 if higher_is_better else -1.0
-    cuts = [sign * float(ordered[i]) + 0.0 for i in positions]  # + 0.0 turns -0.0 into 0.0
+    if not higher_is_better:
+        positions = [n - 1 - i for i in positions]
+    cuts = [kth(i) + 0.0 for i in positions]  # + 0.0 turns -0.0 into 0.0
     return Thresholds(
         cuts=(cuts[0], cuts[1], cuts[2], cuts[3]),
         higher_is_better=higher_is_better,

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Connection, insert, select
 
-from clm_hub.analytics.rfm import RfmThresholds, Thresholds, compute_thresholds
+from clm_hub.analytics.rfm import RfmThresholds, Thresholds, thresholds_from_ranks
 from clm_hub.stages.config import StageRules
 from clm_hub.stages.features import FeatureFrame, MoneySpec
 from clm_hub.stages.models import Models, fit_models
+from clm_hub.stages.population import Population
 from clm_hub.stages.sql import day_start, today
 from clm_hub.stages.windows import Windows, derive_windows, measure_shop_cycle
 from clm_hub.store.tables import StageCalibration, metadata
@@ -66,20 +66,21 @@ def resolve_money(rules: StageRules, currency_counts: Mapping[str, int]) -> Mone
     return MoneySpec(currency=currency, rates=dict(rules.money.rates))
 
 
-def _thresholds(features: FeatureFrame, as_of: int) -> RfmThresholds | None:
-    buyers = features.take(features.buyers)
-    if len(buyers) == 0:
+def _thresholds(population: Population, as_of: int) -> RfmThresholds | None:
+    n = population.buyers
+    if n == 0:
         return None
-    recency = np.maximum(float(as_of) - buyers.last_day, 0.0)
     return RfmThresholds(
-        recency=compute_thresholds(recency, higher_is_better=False),
-        frequency=compute_thresholds(buyers.purchase_days.astype(np.float64)),
-        monetary=compute_thresholds(buyers.revenue),
+        recency=thresholds_from_ranks(
+            lambda k: population.recency(as_of, k), n, higher_is_better=False
+        ),
+        frequency=thresholds_from_ranks(lambda k: float(population.purchase_days.kth(k)), n),
+        monetary=thresholds_from_ranks(population.revenue, n),
     )
 
 
 def calibrate(
-    features: FeatureFrame,
+    population: Population | FeatureFrame,
     rules: StageRules,
     *,
     now: dt.datetime,
@@ -87,12 +88,15 @@ def calibrate(
     currency_counts: Mapping[str, int],
     reuse: Calibration | None = None,
 ) -> Calibration:
-    """A calibration from every customer's ``features`` as of ``now``.
+    """A calibration from every customer as of ``now``: their :class:`Population`, gathered a
+    slice at a time, or all their features in one frame.
 
     With ``reuse``, parts whose rule tables are unchanged (and that were made in the same
     currency) are taken from it instead of being measured again: a preview of edited stage rules
     then shows the effect of the edit alone, not of a refit.
     """
+    if isinstance(population, FeatureFrame):
+        population = Population.of([population], rules.model.max_fit_customers)
     parts = {part: rules.part_fingerprint(part) for part in PARTS}  # type: ignore[arg-type]
     same = (
         {p for p in PARTS if reuse.parts.get(p) == parts[p]}
@@ -100,7 +104,7 @@ def calibrate(
         else set()
     )
     as_of = today(now)
-    measured = measure_shop_cycle(features)
+    measured = measure_shop_cycle(population.cycle_gaps)
     if reuse is not None and "windows" in same:
         windows = reuse.windows
     else:
@@ -108,18 +112,16 @@ def calibrate(
     if reuse is not None and "money" in same:
         thresholds = reuse.thresholds
     else:
-        thresholds = _thresholds(features, as_of)
+        thresholds = _thresholds(population, as_of)
     if reuse is not None and "model" in same:
         models = reuse.models
     else:
-        models = fit_models(features, rules.model, today=as_of)
-    buyers = features.buyers
-    first = features.first_day[buyers]
+        models = fit_models(population.sample, rules.model, today=as_of)
     ignored = {code: n for code, n in currency_counts.items() if code not in money.currencies}
     counts = {
-        "customers": len(features),
-        "buyers": int(buyers.sum()),
-        "repeat_buyers": int((features.purchase_days >= 2).sum()),
+        "customers": population.customers,
+        "buyers": population.buyers,
+        "repeat_buyers": population.repeat_buyers,
         "orders_ignored_by_currency": dict(sorted(ignored.items())),
         "first_to_second_median_days": measured.median_days,
         "first_to_second_customers": measured.customers,
@@ -131,7 +133,7 @@ def calibrate(
         windows=windows,
         thresholds=thresholds,
         models=models,
-        observed_from_day=float(first.min()) if first.size else None,
+        observed_from_day=population.first_day,
         parts=parts,
         counts=counts,
     )

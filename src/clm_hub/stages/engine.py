@@ -3,11 +3,13 @@
 A cycle works on a *scope* of customers: everyone (full), or the customers whose data changed
 (given by the sync engine) plus those whose ``next_due_at`` has come (incremental). For the scope
 it computes features in SQL (:mod:`~clm_hub.stages.features`), evaluates the rules in numpy
-(:mod:`~clm_hub.stages.rules`), writes the outcome into a temporary results table in batches,
-then records every stage change in ``stage_transition`` and writes ``customer_state`` with
-set-based statements (an upsert, plus updates of the indexed columns only where they change), all
-in one transaction. Because an incremental cycle runs exactly the same steps as a full one on
-fewer customers, and ``next_due_at`` is exact, both leave the same stages, segments and scores
+(:mod:`~clm_hub.stages.rules`), writes the outcome into a temporary results table, then records
+every stage change in ``stage_transition`` and writes ``customer_state`` with set-based statements
+(an upsert, plus updates of the indexed columns only where they change), a slice of customers at
+a time and all in one transaction, so memory does not grow with the shop. A new calibration is
+gathered in a pass of its own first (:mod:`~clm_hub.stages.population`). Because an
+incremental cycle runs exactly the same steps as a full one on fewer customers, and
+``next_due_at`` is exact, both leave the same stages, segments and scores
 (``tests/stages/test_incremental.py`` checks this with hypothesis).
 
 ``stage_since`` and a transition's ``at`` are the ``now`` of the cycle that saw the change.
@@ -47,8 +49,10 @@ from clm_hub.stages.features import (
     MoneySpec,
     compute_feature_frame,
     currency_counts,
+    feature_slices,
     positions,
 )
+from clm_hub.stages.population import Population
 from clm_hub.stages.rules import Evaluation, RuleContext, evaluate
 from clm_hub.stages.sql import WRITE_ROWS, Backend, today
 from clm_hub.store.types import MONEY_SCALE
@@ -62,21 +66,20 @@ __all__ = [
 ]
 
 RESULTS_TABLE: Final = "_stage_results"
-EVALUATE_ROWS: Final = 100_000
-"""Customers evaluated at a time (see ``_evaluate_and_write``)."""
-SQLITE_CACHE_KIB: Final = 65_536
-"""Page cache of the store during a recompute on SQLite (KiB). The feature pass reads the
-covering index once, in order, so a larger cache would only hold pages never read again (and
-count them in the process's memory); the OS file cache serves re-reads."""
+SQLITE_CACHE_KIB: Final = 8_192
+"""Page cache of the store during a full recompute on SQLite (KiB). Its passes read the
+covering index once, in order, and write ``customer_state`` a key range at a time, so a larger
+cache would only hold pages never read again (and count them in the process's memory); the OS
+file cache serves re-reads. 64 MiB took the same time at a million customers (71 s and 73 s)."""
 SQLITE_SCOPED_CACHE_KIB: Final = 262_144
 """Page cache of the store during an incremental cycle on SQLite (KiB): its writes dirty a
 table page and two index pages per customer, scattered; with a smaller cache SQLite spills
 dirty pages to the WAL one write at a time in the middle of the statements (measured at a
 million customers, 1% changed: the state update took 0.91 s with 64 MiB, 0.58 s with this)."""
-SQLITE_TEMP_CACHE_KIB: Final = 131_072
-"""Page cache of SQLite's temporary tables (KiB): the results table of a full recompute
-(about 0.3 GB at a million customers) mostly stays in memory; the rest spills to a temporary
-file through the OS cache, which does not count against the process."""
+SQLITE_TEMP_CACHE_KIB: Final = 16_384
+"""Page cache of SQLite's temporary tables (KiB): the results table holds one slice of
+customers (about 8 MB for 25,000); the rest would spill to a temporary file through the OS
+cache, which does not count against the process."""
 _TARGETED_STATE_COLUMNS: Final = frozenset({"stage", "stage_since", "next_due_at"})
 """Columns of ``customer_state`` the upsert sets only on new rows: on existing ones, targeted
 updates write them where they change (``stage`` and ``next_due_at`` are indexed)."""
@@ -133,26 +136,33 @@ def run_stage_cycle(
 def recompute_full(
     engine: Engine, rules: StageRules, *, now: dt.datetime, recalibrate: bool = True
 ) -> CycleResult:
-    """Recompute every customer; with ``recalibrate`` also refresh windows, thresholds, fits."""
+    """Recompute every customer; with ``recalibrate`` also refresh windows, thresholds, fits.
+
+    A new calibration is gathered in a first pass over the customers (its value counts and
+    model sample stay small), then a second pass scores them against it a slice at a time.
+    """
     started = time.perf_counter()
     with engine.begin() as connection, _tuned(connection) as db:
         calibration = None if recalibrate else _calibration_or_fail(connection, rules)
         if calibration is None:
             counts = currency_counts(db)
             money = resolve_money(rules, counts)
-        else:
-            money = calibration.money
-        features = compute_feature_frame(db, money, scoped=False)
-        if calibration is None:
-            fresh = calibrate(features, rules, now=now, money=money, currency_counts=counts)
+            population = Population.of(
+                feature_slices(db, money, scoped=False, scores=False),
+                rules.model.max_fit_customers,
+            )
+            fresh = calibrate(population, rules, now=now, money=money, currency_counts=counts)
             calibration = save_calibration(connection, fresh)
-        transitions = _evaluate_and_write(db, features, rules, calibration, now, scoped=False)
+        slices = feature_slices(db, calibration.money, scoped=False)
+        customers, transitions = _evaluate_and_write(
+            db, slices, rules, calibration, now, scoped=False
+        )
     return CycleResult(
         mode="full",
         now=now,
         calibration_id=calibration.id,
         recalibrated=recalibrate,
-        customers=len(features),
+        customers=customers,
         changed_given=0,
         due=0,
         transitions=transitions,
@@ -181,15 +191,17 @@ def recompute_incremental(
             "WHERE next_due_at <= ? ON CONFLICT (customer_id) DO NOTHING",
             (db.time_value(now),),
         )
-        features = compute_feature_frame(db, calibration.money, scoped=True)
-        transitions = _evaluate_and_write(db, features, rules, calibration, now, scoped=True)
+        slices = feature_slices(db, calibration.money, scoped=True)
+        customers, transitions = _evaluate_and_write(
+            db, slices, rules, calibration, now, scoped=True
+        )
         db.drop_temp(SCOPE_TABLE)
     return CycleResult(
         mode="incremental",
         now=now,
         calibration_id=calibration.id,
         recalibrated=False,
-        customers=len(features),
+        customers=customers,
         changed_given=len(changed),
         due=max(due, 0),
         transitions=transitions,
@@ -260,28 +272,32 @@ class _tuned:
 
 def _evaluate_and_write(
     db: Backend,
-    features: FeatureFrame,
+    slices: Iterable[FeatureFrame],
     rules: StageRules,
     calibration: Calibration,
     now: dt.datetime,
     *,
     scoped: bool,
-) -> int:
-    """Evaluate the customers of ``features`` and store the outcome; returns stage changes."""
+) -> tuple[int, int]:
+    """Evaluate the customers of ``slices`` and store the outcome, a slice at a time.
+
+    Customers are independent given the calibration, so each slice is evaluated, written to
+    the results table and applied to the store before the next is read: the rules' arrays,
+    the result rows and the results table all stay the size of a slice, not of the shop.
+    Returns (customers, stage changes).
+    """
     context = RuleContext(rules, calibration, load_segment_map_for(rules), today(now))
     stages = list(rules.stages)
     code_of_rule = np.array([stages.index(rule.stage) for rule in rules.rules])
     cases = " ".join(f"WHEN '{stage}' THEN {k}" for k, stage in enumerate(stages))
-    scope = f" WHERE s.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})" if scoped else ""
-    previous = db.fetch_floats(
-        f"SELECT s.customer_id, CASE s.stage {cases} ELSE -1 END FROM customer_state AS s"
-        f"{scope} ORDER BY s.customer_id"
+    # The stored stages of a slice's customers: a key range of customer_state (through the
+    # scope table on an incremental cycle, whose customers are spread over all ids).
+    rows = f"{SCOPE_TABLE} AS k JOIN customer_state AS s ON s.customer_id = k.customer_id"
+    previous_sql = (
+        f"SELECT s.customer_id, CASE s.stage {cases} ELSE -1 END "
+        f"FROM {rows if scoped else 'customer_state AS s'} "
+        f"WHERE {'k' if scoped else 's'}.customer_id BETWEEN ? AND ? ORDER BY s.customer_id"
     )
-    previous_code = np.full(len(features), np.nan)
-    if previous.size:
-        at, found = positions(features.customer_id, previous[:, 0].astype(np.int64))
-        previous_code[at] = previous[found, 1]
-
     db.create_temp(
         RESULTS_TABLE,
         "customer_id BIGINT NOT NULL, stage VARCHAR(32) NOT NULL, changed SMALLINT NOT NULL, "
@@ -292,13 +308,19 @@ def _evaluate_and_write(
         f"first_at {db.timestamp_type}, last_at {db.timestamp_type}, is_new SMALLINT NOT NULL",
         "customer_id",
     )
-    # Customers are independent given the calibration, so they are evaluated a slice at a
-    # time: the rules' intermediate arrays then stay the size of a slice, not of the shop.
-    for lo in range(0, len(features), EVALUATE_ROWS):
-        part = slice(lo, lo + EVALUATE_ROWS)
-        evaluation = evaluate(features.take(part), context)
+    customers = transitions = 0
+    for features in slices:
+        if not len(features):
+            continue
+        previous = db.fetch_floats(
+            previous_sql, (int(features.customer_id[0]), int(features.customer_id[-1]))
+        )
+        was = np.full(len(features), np.nan)
+        if previous.size:
+            at, found = positions(features.customer_id, previous[:, 0].astype(np.int64))
+            was[at] = previous[found, 1]
+        evaluation = evaluate(features, context)
         stage_code = code_of_rule[evaluation.rule_index]
-        was = previous_code[part]
         db.executemany(
             f"INSERT INTO {RESULTS_TABLE} (customer_id, stage, changed, reason, rfm_r, rfm_f, "
             "rfm_m, p_alive, expected_value, next_due_at, segments, explanation, nps_class, "
@@ -309,6 +331,15 @@ def _evaluate_and_write(
                 calibration,
             ),
         )  # fmt: skip
+        transitions += _apply_results(db, now)
+        customers += len(features)
+    db.drop_temp(RESULTS_TABLE)
+    return customers, transitions
+
+
+def _apply_results(db: Backend, now: dt.datetime) -> int:
+    """Record the results table's stage changes and write its rows into ``customer_state``,
+    set-based; empties the results table. Returns the stage changes recorded."""
     moment = db.time_value(now)
     transitions = db.execute(
         "INSERT INTO stage_transition (customer_id, from_stage, to_stage, at, reason) "
@@ -341,7 +372,7 @@ def _evaluate_and_write(
         f"{', '.join(state.values())} FROM {RESULTS_TABLE} AS r WHERE r.is_new = 1",
         (moment, moment),
     )
-    db.drop_temp(RESULTS_TABLE)
+    db.execute(f"DELETE FROM {RESULTS_TABLE}")
     return max(transitions, 0)
 
 

@@ -12,13 +12,15 @@ fetched row per customer instead of one per order is what makes this fast: turni
 rows into Python objects costs several times the scan (see bench/README.md). numpy then parses the
 text and derives everything else: orders, purchase days (distinct UTC days), revenue, first and
 last timestamp, the first purchase day's amount, the second and second-to-last purchase day, and
-the median gap between purchase days. Customers arrive complete in each batch, so memory is
-bounded by the batch, and the result by the number of customers.
+the median gap between purchase days. Customers arrive complete in each batch, and
+:func:`feature_slices` merges them with the prospects and survey answers into slices of whole
+customers, so a recompute's memory is bounded by a slice, not by the number of customers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -35,12 +37,17 @@ __all__ = [
     "MoneySpec",
     "compute_feature_frame",
     "currency_counts",
+    "feature_slices",
     "positions",
 ]
 
 COUNTED_STATUSES: Final = ("paid", "partially_refunded")
 SCOPE_TABLE: Final = "_stage_scope"
 BATCH_CUSTOMERS: Final = 20_000
+"""Buyers aggregated at a time from the orders."""
+SLICE_CUSTOMERS: Final = 25_000
+"""Customers in each slice :func:`feature_slices` yields: the rules' arrays and result rows of
+a slice peak at ~0.6 kB a customer (64 MB for 100,000), so a recompute's memory is set by this."""
 STAMP_WIDTH: Final = 26
 """'YYYY-MM-DD HH:MM:SS.ffffff': how SQLAlchemy (and the bulk writer) store a UTC timestamp on
 SQLite, and the text PostgreSQL is asked for."""
@@ -114,6 +121,17 @@ class FeatureFrame:
     def empty(cls) -> FeatureFrame:
         return _prospects(np.zeros(0, dtype=np.int64))
 
+    @classmethod
+    def concat(cls, frames: Sequence[FeatureFrame]) -> FeatureFrame:
+        """One frame of the rows of ``frames``, in their order."""
+        if not frames:
+            return cls.empty()
+        joined: dict[str, Any] = {}
+        for f in fields(cls):
+            parts = [getattr(frame, f.name) for frame in frames]
+            joined[f.name] = None if any(p is None for p in parts) else np.concatenate(parts)
+        return cls(**joined)
+
 
 def _prospects(ids: NDArray[np.int64]) -> FeatureFrame:
     """Every customer in ``ids`` as if they had no counted order and no answer."""
@@ -155,20 +173,73 @@ def _net_amount(money: MoneySpec) -> str:
     return f"CASE o.currency {' '.join(branches)} END"
 
 
-def compute_feature_frame(db: Backend, money: MoneySpec, *, scoped: bool) -> FeatureFrame:
-    """Features of every customer, or of those whose ids are in ``_stage_scope``."""
+def feature_slices(
+    db: Backend, money: MoneySpec, *, scoped: bool, rows: int | None = None, scores: bool = True
+) -> Iterator[FeatureFrame]:
+    """Features of every customer (or of those in ``_stage_scope``), a slice at a time.
+
+    Slices (of ``SLICE_CUSTOMERS`` unless ``rows`` says) come in customer-id order and each
+    holds whole customers, so memory is bounded by a slice whatever the size of the shop. The
+    customer ids, the buyers' aggregated orders and the latest survey answers are three
+    streams in id order, merged as they are read.
+    ``scores=False`` leaves NPS scores out (NaN): the calibration does not use them.
+    """
     scope = f" WHERE c.id IN (SELECT customer_id FROM {SCOPE_TABLE})" if scoped else ""
-    ids = db.fetch_ints(f"SELECT c.id FROM customer AS c{scope} ORDER BY c.id")
-    frame = _prospects(ids)
-    for batch in _order_batches(db, money, scoped=scoped):
-        at, found = positions(ids, batch.customer_id)  # found: unless deleted meanwhile
-        for f in fields(FeatureFrame):
-            if f.name not in {"customer_id", "nps_score"}:
-                getattr(frame, f.name)[at] = getattr(batch, f.name)[found]
-    answered, score = _latest_scores(db, scoped=scoped)
-    at, found = positions(ids, answered)
-    frame.nps_score[at] = score[found]
-    return frame
+    id_rows = db.iter_row_batches(
+        f"SELECT c.id FROM customer AS c{scope} ORDER BY c.id", rows or SLICE_CUSTOMERS
+    )
+    order_batches = _order_batches(db, money, scoped=scoped)
+    answers = _score_batches(db, scoped=scoped) if scores else _no_frames()
+    with closing(id_rows), closing(order_batches), closing(answers):
+        buyers = _Upto(order_batches)
+        answered = _Upto(answers)
+        for batch in id_rows:
+            ids = np.fromiter((row[0] for row in batch), dtype=np.int64, count=len(batch))
+            frame = _prospects(ids)
+            for part in buyers.upto(int(ids[-1])):
+                at, found = positions(ids, part.customer_id)  # found: unless deleted meanwhile
+                for f in fields(FeatureFrame):
+                    if f.name not in {"customer_id", "nps_score"}:
+                        getattr(frame, f.name)[at] = getattr(part, f.name)[found]
+            for part in answered.upto(int(ids[-1])):
+                at, found = positions(ids, part.customer_id)
+                frame.nps_score[at] = part.nps_score[found]
+            yield frame
+
+
+def compute_feature_frame(db: Backend, money: MoneySpec, *, scoped: bool) -> FeatureFrame:
+    """Features of every customer, or of those in ``_stage_scope``, in one frame (for the
+    callers that need them all at once: explanations, previews, tests)."""
+    return FeatureFrame.concat(list(feature_slices(db, money, scoped=scoped)))
+
+
+def _no_frames() -> Generator[FeatureFrame, None, None]:
+    yield from ()
+
+
+class _Upto:
+    """A stream of id-sorted frames, handed out up to a given customer id at a time."""
+
+    def __init__(self, frames: Iterator[FeatureFrame]) -> None:
+        self._frames = frames
+        self._pending: FeatureFrame | None = None
+
+    def upto(self, last: int) -> Iterator[FeatureFrame]:
+        """The rows with customer id <= ``last`` not handed out yet."""
+        while True:
+            if self._pending is None:
+                self._pending = next(self._frames, None)
+                if self._pending is None:
+                    return
+            cut = int(np.searchsorted(self._pending.customer_id, last, side="right"))
+            if cut == len(self._pending):
+                yield self._pending
+                self._pending = None
+                continue
+            if cut:
+                yield self._pending.take(slice(0, cut))
+                self._pending = self._pending.take(slice(cut, None))
+            return
 
 
 def positions(
@@ -183,7 +254,9 @@ def positions(
     return at[found], found
 
 
-def _order_batches(db: Backend, money: MoneySpec, *, scoped: bool) -> Iterator[FeatureFrame]:
+def _order_batches(
+    db: Backend, money: MoneySpec, *, scoped: bool
+) -> Generator[FeatureFrame, None, None]:
     """The buyers' order features, a batch of whole customers at a time."""
     if scoped:  # an IN list: SQLite seeks the covering index per customer, in customer order
         where = f"o.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})"
@@ -269,22 +342,23 @@ def _median_gaps(
     return median
 
 
-def _latest_scores(db: Backend, *, scoped: bool) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """(customer ids, score) of each customer's latest survey answer."""
+def _score_batches(db: Backend, *, scoped: bool) -> Generator[FeatureFrame, None, None]:
+    """Each customer's latest survey answer, in customer-id order, as frames holding only
+    ``customer_id`` and ``nps_score``."""
     scope = (
         f"r.customer_id IN (SELECT customer_id FROM {SCOPE_TABLE})"
         if scoped
         else ("r.customer_id IS NOT NULL")
     )
-    matrix = db.fetch_floats(
+    for matrix in db.iter_float_batches(
         "SELECT customer_id, score FROM ("
         " SELECT r.customer_id, r.score, ROW_NUMBER() OVER ("
         "  PARTITION BY r.customer_id ORDER BY r.answered_at DESC, r.id DESC) AS rn"
         f" FROM survey_response AS r WHERE {scope}) AS t WHERE rn = 1 ORDER BY customer_id"
-    )
-    if matrix.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return matrix[:, 0].astype(np.int64), matrix[:, 1]
+    ):
+        frame = _prospects(matrix[:, 0].astype(np.int64))
+        frame.nps_score[:] = matrix[:, 1]
+        yield frame
 
 
 def currency_counts(db: Backend) -> dict[str, int]:

@@ -34,7 +34,7 @@ from clm_hub.analytics.btyd import (
 from clm_hub.stages.config import ModelConfig, TimeSpan
 from clm_hub.stages.features import FeatureFrame
 
-__all__ = ["Models", "fit_models"]
+__all__ = ["FitSample", "Models", "fit_models"]
 
 _HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: a stable, well-spread sample order
 
@@ -226,8 +226,42 @@ def _num(value: object) -> float:
     return float(value)
 
 
-def fit_models(features: FeatureFrame, config: ModelConfig, *, today: int) -> Models:
-    """Fit both models on the buyers as of ``today``, or say why they are not used."""
+class FitSample:
+    """The buyers the models are fitted on, gathered a batch of customers at a time.
+
+    At most ``limit``: those with the smallest fixed hash of their id (distinct for distinct
+    ids below 2**32), so the sample is the same whether the buyers come at once or in batches,
+    and the same customers stay in it from one refresh to the next.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buyers = 0
+        self._kept = FeatureFrame.empty()
+        self._keys = np.zeros(0, dtype=np.int64)
+
+    def add(self, features: FeatureFrame) -> None:
+        buyers = features.take(features.buyers)
+        self.buyers += len(buyers)
+        kept = FeatureFrame.concat([self._kept, buyers])
+        keys = np.concatenate([self._keys, (buyers.customer_id * _HASH_MULTIPLIER) % (1 << 32)])
+        if len(kept) > self.limit:
+            smallest = np.argpartition(keys, self.limit - 1)[: self.limit]
+            kept, keys = kept.take(smallest), keys[smallest]
+        self._kept, self._keys = kept, keys
+
+    def frame(self) -> FeatureFrame:
+        """The sample, in customer-id order."""
+        return self._kept.take(np.argsort(self._kept.customer_id, kind="stable"))
+
+    def describe(self) -> str:
+        if self.buyers > self.limit:
+            return f"a fixed-hash sample of {self.limit:,} of {self.buyers:,} buyers"
+        return f"all {self.buyers:,} buyers"
+
+
+def fit_models(sample: FitSample, config: ModelConfig, *, today: int) -> Models:
+    """Fit both models on the sampled buyers as of ``today``, or say why they are not used."""
 
     def result(bg: BgNbdParams | None, gg: GammaGammaParams | None, note: str) -> Models:
         return Models(
@@ -242,13 +276,7 @@ def fit_models(features: FeatureFrame, config: ModelConfig, *, today: int) -> Mo
 
     if not config.enabled:
         return result(None, None, "models disabled in the rules ([model] enabled = false)")
-    buyers = features.take(features.buyers)
-    if len(buyers) > config.max_fit_customers:
-        order = np.argsort((buyers.customer_id * _HASH_MULTIPLIER) % (1 << 32), kind="stable")
-        buyers = buyers.take(np.sort(order[: config.max_fit_customers]))
-        sample = f"a fixed-hash sample of {len(buyers):,} of {int(features.buyers.sum()):,} buyers"
-    else:
-        sample = f"all {len(buyers):,} buyers"
+    buyers = sample.frame()
     empty = Models(None, None, "", config.p_alive_threshold, config.clv_horizon, 1, 0.0)
     x, t_x, age = empty._summary(buyers, today, config.time_unit)
     try:
@@ -268,4 +296,4 @@ def fit_models(features: FeatureFrame, config: ModelConfig, *, today: int) -> Mo
         gg_note = ""
     except FitError as exc:
         gg, gg_note = None, f"; Gamma-Gamma not fitted, no CLV ({exc})"
-    return result(bg, gg, f"fitted by maximum likelihood on {sample}{gg_note}")
+    return result(bg, gg, f"fitted by maximum likelihood on {sample.describe()}{gg_note}")

@@ -9,9 +9,9 @@ Python.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import islice
+from itertools import count, islice
 from typing import Any, Final
 
 import numpy as np
@@ -68,6 +68,7 @@ class Backend:
             # adapter drops '.000000' there, and equal instants would then compare unequal)
             self._bind_time = _sqlite_text
         self._day_cache: dict[int, Any] = {}
+        self._cursor_names = count()
 
     # -- SQL text ---------------------------------------------------------------------------
 
@@ -157,9 +158,19 @@ class Backend:
     # -- raw I/O ----------------------------------------------------------------------------
 
     @contextmanager
-    def _cursor(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
-        """A DBAPI cursor that has run ``sql`` (``?`` parameters), closed afterwards."""
-        cursor = self.connection.connection.cursor()
+    def _cursor(
+        self, sql: str, params: Sequence[Any] = (), *, stream: bool = False
+    ) -> Iterator[Any]:
+        """A DBAPI cursor that has run ``sql`` (``?`` parameters), closed afterwards.
+
+        ``stream``: rows are read as they are fetched. SQLite's cursors always do; psycopg's
+        plain cursor would hold the whole result in memory, so a named (server-side) one is used.
+        """
+        if stream and not self.sqlite:
+            name = f"clm_hub_stream_{next(self._cursor_names)}"
+            cursor = self.connection.connection.cursor(name=name)
+        else:
+            cursor = self.connection.connection.cursor()
         try:
             if params:
                 cursor.execute(self._marks(sql), tuple(params))
@@ -197,8 +208,8 @@ class Backend:
 
     def iter_float_batches(
         self, sql: str, params: Sequence[Any] = ()
-    ) -> Iterator[NDArray[np.float64]]:
-        with self._cursor(sql, params) as cursor:
+    ) -> Generator[NDArray[np.float64], None, None]:
+        with self._cursor(sql, params, stream=True) as cursor:
             width = len(cursor.description or ())
             while rows := cursor.fetchmany(FETCH_ROWS):
                 yield np.array(rows, dtype=np.float64).reshape(len(rows), width)
@@ -213,9 +224,10 @@ class Backend:
 
     def iter_row_batches(
         self, sql: str, size: int, params: Sequence[Any] = ()
-    ) -> Iterator[Sequence[Any]]:
-        """The rows of a query as the driver returns them, ``size`` at a time."""
-        with self._cursor(sql, params) as cursor:
+    ) -> Generator[Sequence[Any], None, None]:
+        """The rows of a query as the driver returns them, ``size`` at a time (streamed: on
+        PostgreSQL through a server-side cursor, which also works while other statements run)."""
+        with self._cursor(sql, params, stream=True) as cursor:
             while rows := cursor.fetchmany(size):
                 yield rows
 

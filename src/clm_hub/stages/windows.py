@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from clm_hub.analytics.value_counts import ValueCounts
 from clm_hub.stages.config import WindowRef, WindowsConfig, whole_days
 from clm_hub.stages.features import FeatureFrame
 
@@ -27,12 +28,13 @@ class ShopCycle:
     customers: int
 
 
-def measure_shop_cycle(features: FeatureFrame) -> ShopCycle:
-    """Median days from first to second purchase day over customers with two or more."""
-    gaps = (features.second_day - features.first_day)[features.purchase_days >= 2]
-    if gaps.size == 0:
+def measure_shop_cycle(gaps: ValueCounts) -> ShopCycle:
+    """The median of the first-to-second purchase gaps (days) of customers with two or more."""
+    n = gaps.total
+    if n == 0:
         return ShopCycle(None, 0)
-    return ShopCycle(float(np.median(gaps)), int(gaps.size))
+    middle = (gaps.kth((n - 1) // 2) + gaps.kth(n // 2)) / 2.0  # as numpy's median takes it
+    return ShopCycle(float(middle), n)
 
 
 @dataclass(frozen=True)
