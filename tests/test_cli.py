@@ -161,3 +161,24 @@ def test_check_asks_each_tool_whether_it_accepts_the_credentials(
             cli, ["check", "--offline", "--config", str(config_with(url, wrong))]
         )
         assert offline.exit_code == 0, offline.output  # the config itself is valid
+
+
+def test_piped_output_gets_wide_tables_unless_columns_are_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.table import Table
+
+    from clm_hub.cli_support import PIPED_WIDTH, console
+
+    table = Table()
+    for name in ("connector", "stream", "status", "read", "new", "changed", "unchanged",
+                 "rejected", "API calls", "retries", "429s"):  # fmt: skip
+        table.add_column(name)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    out = console()
+    assert not out.is_terminal and out.width == PIPED_WIDTH
+    with out.capture() as captured:
+        out.print(table)
+    assert "unchanged" in captured.get() and "API calls" in captured.get()
+    monkeypatch.setenv("COLUMNS", "70")
+    assert console().width == 70

@@ -4,6 +4,7 @@ loading settings with logging set up, and a console."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+PIPED_WIDTH = 160
+"""Columns when output goes to a file or a pipe (logs, CI): rich's default of 80 squeezed the
+cycle tables' headers to one or two letters."""
+
+
 def console() -> Console:
     """The console commands print to (no syntax guessing on user data)."""
-    return Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPED_WIDTH
+    return out
 
 
 def config_option(func: Callable[P, R]) -> Callable[P, R]:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 
+from clm_hub.cli_support import console as cli_console
 from clm_hub.demo.progress import SeedProgress, demo_progress
 from clm_hub.demo.shop import Person, people
 from clm_hub.lifecycle import StageCatchUp
@@ -274,7 +275,7 @@ def run_demo(
     console: Console | None = None,
 ) -> DemoResult:
     """Seed the simulators, run one full cycle through the real engine and show the result."""
-    out = console or Console(highlight=False)
+    out = console or cli_console()
     started = time.perf_counter()
     with ExitStack() as stack:
         with demo_progress(out, total=customers, enabled=customers >= PROGRESS_FROM) as (

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from sqlalchemy import Engine, func, select
 
-from clm_hub.cli_support import config_option, user_errors
+from clm_hub.cli_support import config_option, console, user_errors
 from clm_hub.errors import ConfigError, StoreError
 from clm_hub.settings import load_settings
 from clm_hub.stages.config import StageRules, load_rules
@@ -169,6 +168,6 @@ def report(config_path: Path | None, rules_path: Path | None, fmt: str, as_of: s
     elif fmt == "csv":
         click.echo(result.to_csv(), nl=False)
     else:
-        console = Console(highlight=False, soft_wrap=True)
+        out = console()
         for table in render_table(result):
-            console.print(table)
+            out.print(table)
