@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from clm_hub.stages import StageRules, load_rules, recompute_full
+from clm_hub.stages import StageRules, features, load_rules, recompute_full
 from clm_hub.stages.explain import CustomerNotFound, explain_customer
 from clm_hub.stages.preview import preview_rules
 from clm_hub.store.tables import metadata
@@ -87,3 +87,26 @@ def test_preview_applies_nothing(shop: Shop, rules: StageRules, tmp_path: Path) 
             select(func.count()).select_from(metadata.tables["stage_calibration"])
         ).scalar_one()
     assert (shop.stage(customer), calibrations) == ("at-risk", 1)
+
+
+def test_preview_in_another_currency_reads_both_sides_a_slice_at_a_time(
+    shop: Shop, rules: StageRules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(features, "SLICE_CUSTOMERS", 2)  # both sides in lockstep over 3 slices
+    monkeypatch.setattr(features, "BATCH_CUSTOMERS", 1)
+    shop.buyer(0), shop.buyer(95)
+    dollars = shop.customer()
+    shop.order(dollars, 90, "40", currency="USD")
+    shop.customer(), shop.customer()
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT.replace("rates = {}", "rates = { USD = 0.9 }"))
+    preview = preview_rules(shop.engine, rules, load_rules(path), now=at(100))  # nothing stored
+    assert "no stored calibration: both sides calibrated from the data now" in preview.notes
+    # The dollar buyer counts as a buyer only once their currency has a rate ("auto" on both
+    # sides keeps the currency it chose, and takes the candidate's rates).
+    assert preview.matrix == {
+        ("at-risk", "at-risk"): 1,
+        ("new", "new"): 1,
+        ("prospect", "new"): 1,
+        ("prospect", "prospect"): 2,
+    }

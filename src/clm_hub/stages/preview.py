@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,8 @@ from sqlalchemy import Engine
 
 from clm_hub.stages.calibration import Calibration, calibrate, load_calibration, resolve_money
 from clm_hub.stages.config import StageRules, load_segment_map_for
-from clm_hub.stages.engine import compute_features
-from clm_hub.stages.features import currency_counts
+from clm_hub.stages.features import FeatureFrame, MoneySpec, currency_counts, feature_slices
+from clm_hub.stages.population import Population
 from clm_hub.stages.rules import RuleContext, evaluate
 from clm_hub.stages.sql import Backend, today
 
@@ -71,38 +72,51 @@ class RulesPreview:
 def preview_rules(
     engine: Engine, current: StageRules, candidate: StageRules, *, now: dt.datetime
 ) -> RulesPreview:
-    """Evaluate every customer under both rule sets at ``now``; write nothing."""
+    """Evaluate every customer under both rule sets at ``now``; write nothing.
+
+    Customers are read a slice at a time (a calibration made for the preview is gathered in a
+    pass of its own first), so a preview of a large shop takes no more memory than a small one.
+    """
     notes: list[str] = []
+    day = today(now)
     with engine.connect() as connection:
+        db = Backend(connection)
         stored = load_calibration(connection, current)
-        counts = currency_counts(Backend(connection))
+        counts = currency_counts(db)
         base_money = stored.money if stored is not None else resolve_money(current, counts)
-        base_features = compute_features(connection, base_money)
         if stored is None:
             notes.append("no stored calibration: both sides calibrated from the data now")
             stored = calibrate(
-                base_features, current, now=now, money=base_money, currency_counts=counts
-            )
+                _population(db, base_money, current), current, now=now, money=base_money,
+                currency_counts=counts,
+            )  # fmt: skip
         elif stored.rules_fingerprint != current.fingerprint:
             notes.append("the stored calibration was made for other rules than those in force")
         money = resolve_money(candidate, counts)
         if candidate.money.currency == "auto" and current.money.currency == "auto":
-            money = base_money
-        features = base_features if money == base_money else compute_features(connection, money)
-    trial: Calibration = calibrate(
-        features, candidate, now=now, money=money, currency_counts=counts, reuse=stored
-    )
-    for part in ("windows", "model"):
-        if trial.parts[part] != stored.parts.get(part) or money != stored.money:
-            notes.append(f"the candidate changes [{part}]: recalibrated for the preview")
-    day = today(now)
-    before = evaluate(
-        base_features, RuleContext(current, stored, load_segment_map_for(current), day)
-    )
-    after = evaluate(features, RuleContext(candidate, trial, load_segment_map_for(candidate), day))
-    if not np.array_equal(before.features.customer_id, after.features.customer_id):
-        raise AssertionError("both sides must cover the same customers")
-    pairs = Counter(zip(before.stages().tolist(), after.stages().tolist(), strict=True))
+            # the currency "auto" chose for the stored calibration, with the candidate's rates
+            money = MoneySpec(base_money.currency, dict(candidate.money.rates))
+        trial: Calibration = calibrate(
+            _population(db, money, candidate), candidate, now=now, money=money,
+            currency_counts=counts, reuse=stored,
+        )  # fmt: skip
+        for part in ("windows", "model"):
+            if trial.parts[part] != stored.parts.get(part) or money != stored.money:
+                notes.append(f"the candidate changes [{part}]: recalibrated for the preview")
+        before = RuleContext(current, stored, load_segment_map_for(current), day)
+        after = RuleContext(candidate, trial, load_segment_map_for(candidate), day)
+        base_slices = feature_slices(db, base_money, scoped=False)
+        pairs: Counter[tuple[str, str]] = Counter()
+        if money == base_money:
+            sides: Iterable[tuple[FeatureFrame, FeatureFrame]] = ((f, f) for f in base_slices)
+        else:  # the same customers in the same slices, with amounts in the other currency
+            other = feature_slices(db, money, scoped=False)
+            sides = zip(base_slices, other, strict=True)
+        for base, features in sides:
+            if not np.array_equal(base.customer_id, features.customer_id):
+                raise AssertionError("both sides must cover the same customers")
+            was, will = evaluate(base, before).stages(), evaluate(features, after).stages()
+            pairs.update(zip(was.tolist(), will.tolist(), strict=True))
     return RulesPreview(
         current_source=current.source,
         candidate_source=candidate.source,
@@ -112,3 +126,8 @@ def preview_rules(
         candidate_stages=tuple(dict.fromkeys([*candidate.stages, *current.stages])),
         notes=tuple(notes),
     )
+
+
+def _population(db: Backend, money: MoneySpec, rules: StageRules) -> Population:
+    slices = feature_slices(db, money, scoped=False, scores=False)
+    return Population.of(slices, rules.model.max_fit_customers)
