@@ -120,9 +120,10 @@ def _erasure(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
     return {"customerId": target.gid, "userErrors": []}
 
 
-def _bulk_rows(ctx: Context, operation: Operation, op: int) -> BulkRows:
-    """The rows of a bulk query: the matching ids now, each line rendered on download."""
-    rows = BulkRows(ctx.state.store, ctx.state.lock, op)
+def _bulk_rows(ctx: Context, operation: Operation) -> BulkRows:
+    """The rows of a bulk query: those matching it, up to the newest id now, each line
+    rendered on download."""
+    rows = BulkRows(ctx.state.store, ctx.state.lock)
     for item in operation.selections:
         args = arguments(item, {})
         node_fields: Sequence[Field] = ()
@@ -203,7 +204,7 @@ def _bulk_run(ctx: Context, args: Mapping[str, Resolved]) -> dict[str, object]:
             ],
         }
     number = state.next_bulk_id()
-    rows = _bulk_rows(ctx, operation, number)
+    rows = _bulk_rows(ctx, operation)
     op = SimBulkOperation(
         id=number,
         query=text,

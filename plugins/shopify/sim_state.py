@@ -141,53 +141,68 @@ class SimBulkOperation:
 class BulkRows(Collection[str]):
     """A bulk result's JSONL lines, rendered from the current records when iterated.
 
-    The ids each connection matched when the operation started are rows of the shop's
-    SQLite file (table ``bulk_rows``), so a result over millions of records is never held
-    in memory; records deleted since are left out.
+    Each connection's rows are the records matching its query whose id is at most the
+    newest id when the operation started: records created since are left out, and so are
+    those deleted since (Shopify's bulk operations also read live data, not a snapshot).
+    Nothing is copied at the start, which therefore stays quick at millions of records
+    (copying 3.3 million order ids took longer than a client's 30 s timeout), and a result
+    is never held in memory.
     """
 
-    def __init__(self, store: ShopStore, lock: threading.RLock, op: int) -> None:
-        self._store, self._lock, self._op = store, lock, op
-        self._renders: list[Callable[[list[int]], list[str]]] = []
+    def __init__(self, store: ShopStore, lock: threading.RLock) -> None:
+        self._store, self._lock = store, lock
+        self._parts: list[_BulkPart] = []
 
     def add(self, table: str, where: str, params: tuple[object, ...],
             render: Callable[[list[int]], list[str]]) -> None:  # fmt: skip
-        """Append one connection's rows: the ids of ``table`` matching ``where`` now, and
-        how to render a page of them as lines (records deleted since left out)."""
+        """Append one connection's rows: those of ``table`` matching ``where`` with ids up
+        to the newest now, and how to render a page of them as lines."""
         with self._lock:
-            self._store.db.execute(
-                f"INSERT INTO bulk_rows (op, part, id) SELECT ?, ?, id FROM {table} WHERE {where}",
-                (self._op, len(self._renders), *params),
-            )
-        self._renders.append(render)
+            (newest,) = self._store.db.execute(f"SELECT max(id) FROM {table}").fetchone()
+        self._parts.append(_BulkPart(table, where, params, newest or 0, render))
 
     def __len__(self) -> int:
+        total = 0
         with self._lock:
-            (count,) = self._store.db.execute(
-                "SELECT count(*) FROM bulk_rows WHERE op = ?", (self._op,)
-            ).fetchone()
-        return int(count)
+            for part in self._parts:
+                (count,) = self._store.db.execute(
+                    f"SELECT count(*) FROM {part.table} WHERE ({part.where}) AND id <= ?",
+                    (*part.params, part.newest),
+                ).fetchone()
+                total += int(count)
+        return total
 
     def __iter__(self) -> Iterator[str]:
-        for part, render in enumerate(self._renders):
+        for part in self._parts:
             last = -(2**63)
             while True:
                 with self._lock:
                     ids = [
                         ident
                         for (ident,) in self._store.db.execute(
-                            "SELECT id FROM bulk_rows WHERE op = ? AND part = ? AND id > ? "
-                            "ORDER BY id LIMIT ?",
-                            (self._op, part, last, PAGE),
+                            f"SELECT id FROM {part.table} WHERE ({part.where}) AND id > ? "
+                            "AND id <= ? ORDER BY id LIMIT ?",
+                            (*part.params, last, part.newest, PAGE),
                         )
                     ]
-                yield from render(ids)
+                yield from part.render(ids)
                 if len(ids) < PAGE:
                     break
                 last = ids[-1]
 
     def __contains__(self, line: object) -> bool:
         return any(line == mine for mine in self)
+
+
+@dataclass(frozen=True)
+class _BulkPart:
+    """One connection of a bulk query: which rows, up to which id, and how to render them."""
+
+    table: str
+    where: str
+    params: tuple[object, ...]
+    newest: int
+    render: Callable[[list[int]], list[str]]
 
 
 class CostBucket:

@@ -54,10 +54,6 @@ CREATE TABLE IF NOT EXISTS cursors (
     cursor TEXT NOT NULL, root TEXT NOT NULL, query TEXT NOT NULL, sort TEXT NOT NULL,
     rev INTEGER NOT NULL, PRIMARY KEY (cursor, root, query, sort, rev)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS bulk_rows (
-    op INTEGER NOT NULL, part INTEGER NOT NULL, id INTEGER NOT NULL,
-    PRIMARY KEY (op, part, id)
-) WITHOUT ROWID;
 """
 
 TAG_SEPARATOR = "\x1f"

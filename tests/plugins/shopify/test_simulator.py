@@ -205,6 +205,22 @@ def test_bulk_result_needs_its_signature(api: httpx.Client, state: ShopState) ->
     assert httpx.get(url.split("?", maxsplit=1)[0]).status_code == 403
 
 
+def test_bulk_result_leaves_out_records_created_after_it_started(
+    api: httpx.Client, state: ShopState
+) -> None:
+    state.seed(customers=2, orders=0)
+    state.bulk_polls_to_complete = 1
+    ask(api, docs.BULK_RUN.text, query=docs.bulk_query("customers", "id"))
+    state.add_customer(email="late@example.com")
+    body = ask(api, docs.BULK_POLL.text, id="gid://shopify/BulkOperation/1")
+    assert body["data"]["bulkOperation"]["rootObjectCount"] == "2"  # type: ignore[index]
+    url = str(body["data"]["bulkOperation"]["url"])  # type: ignore[index]
+    assert httpx.get(url).text.splitlines() == [
+        '{"id":"gid://shopify/Customer/7001"}',
+        '{"id":"gid://shopify/Customer/7002"}',
+    ]
+
+
 def test_records_live_in_the_file_and_a_held_record_sees_changes(tmp_path: Path) -> None:
     state = ShopState(path=tmp_path / "shop.sqlite3")
     with state.batch():
